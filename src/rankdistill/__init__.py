@@ -1,0 +1,39 @@
+"""rankdistill: turn a slow listwise LLM re-ranker into a fast cross-encoder.
+
+The Python API mirrors the CLI: every command is a function here (imported lazily, so
+``import rankdistill`` stays fast and does not pull in torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "load_collection": "collection",
+    "Collection": "collection",
+    "read_run": "runs",
+    "write_run": "runs",
+    "read_qrels": "runs",
+    "write_qrels": "runs",
+    "RankdistillError": "errors",
+    "retrieve": "retrieve",
+    "BM25Index": "retrieve",
+    "evaluate": "evaluate",
+    "teach": "teacher.teach",
+    "build": "build",
+    "train": "train",
+    "rerank": "rerank",
+    "pipeline": "pipeline",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        module = importlib.import_module(f".{_API[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'rankdistill' has no attribute {name!r}")

@@ -1,0 +1,57 @@
+"""The ``rankdistill`` command line: one typer app, one module per verb under ``rankdistill.commands``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import typer
+from rich.console import Console
+
+from .errors import RankdistillError
+
+app = typer.Typer(
+    name="rankdistill",
+    help="Distil a listwise LLM re-ranker into a fast cross-encoder: retrieve, teach, build, train, rerank, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Verbs in pipeline order; each module defines ``register(app)``.
+VERBS = ("retrieve", "teach", "build", "train", "rerank", "evaluate", "pipeline")
+
+for _verb in VERBS:
+    _name = f"rankdistill.commands.{_verb}"
+    if importlib.util.find_spec(_name) is not None:
+        importlib.import_module(_name).register(app)
+
+err_console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes become one red line and exit code 2, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except RankdistillError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to continue")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()
