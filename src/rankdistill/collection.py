@@ -53,19 +53,30 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def fix_msmarco_encoding(text: str) -> str:
-    """Repair MS MARCO's mojibake exactly as ir_datasets does for collection.tsv (its FixEncoding)."""
+class _FileStreamer:
+    """The minimal ir_datasets "streamer" (an object with ``stream()``) over a local file."""
+
+    def __init__(self, path: Path | None = None, data: bytes | None = None):
+        self.path, self.data = path, data
+
+    def stream(self):
+        return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+
+
+def _fixed_lines(streamer: _FileStreamer) -> Iterator[str]:
+    """MS MARCO mojibake repaired exactly as ir_datasets repairs collection.tsv (its own FixEncoding)."""
+    import logging
+
     from ir_datasets.datasets.msmarco_passage import FixEncoding
 
-    class _Stream:  # FixEncoding consumes an ir_datasets "streamer"; feed it one line
-        def stream(self):
-            return io.BytesIO(text.encode("utf-8"))
-
-    return b"".join(FixEncoding(_Stream())).decode("utf-8")
+    logging.getLogger("ir_datasets").setLevel(logging.WARNING)  # its per-stream progress lines are noise here
+    for raw in FixEncoding(streamer):
+        yield raw.decode("utf-8")
 
 
-def _needs_encoding_fix(text: str) -> bool:
-    return any("\x80" <= ch <= "\xff" for ch in text)
+def fix_msmarco_encoding(text: str) -> str:
+    """Repair one string (no newlines) the way ir_datasets repairs MS MARCO passages."""
+    return "".join(_fixed_lines(_FileStreamer(data=text.encode("utf-8"))))
 
 
 def _unquote_csv(text: str) -> str:
@@ -77,14 +88,15 @@ def _unquote_csv(text: str) -> str:
     return text
 
 
-def _read_records(path: Path, kind: str) -> Iterator[tuple[int, str, str]]:
-    """Yield ``(line, id, text)`` from a TSV (id<TAB>text or id<TAB>title<TAB>text) or JSONL file."""
+def _read_records(path: Path, kind: str, fix_encoding: bool = False) -> Iterator[tuple[int, str, str]]:
+    """Yield ``(line, id, text)`` from a TSV (id<TAB>text) or JSONL file."""
     if not path.exists():
         raise RankdistillError(f"{path}: no such {kind} file")
-    jsonl = path.suffix == ".jsonl" or path.name.endswith(".jsonl.gz")
+    jsonl = path.suffix == ".jsonl"
     with path.open(encoding="utf-8") as handle:
+        lines = _fixed_lines(_FileStreamer(path)) if fix_encoding else handle
         try:
-            for lineno, line in enumerate(handle, 1):
+            for lineno, line in enumerate(lines, 1):
                 line = line.rstrip("\n").rstrip("\r")
                 if not line.strip():
                     continue
@@ -151,12 +163,10 @@ class SqliteCorpus:
             conn.execute("CREATE TABLE docs (id TEXT PRIMARY KEY, text TEXT NOT NULL)")
             first_line: dict[str, int] = {}
             batch: list[tuple[str, str]] = []
-            for lineno, docid, text in _read_records(self.source, "corpus"):
+            for lineno, docid, text in _read_records(self.source, "corpus", self.fix_encoding):
                 if docid in first_line:
                     raise InputFormatError(self.source, lineno, f"document {docid!r} repeats line {first_line[docid]}")
                 first_line[docid] = lineno
-                if self.fix_encoding and _needs_encoding_fix(text):
-                    text = fix_msmarco_encoding(text)
                 batch.append((docid, text))
                 if len(batch) >= 10_000:
                     conn.executemany("INSERT INTO docs VALUES (?, ?)", batch)

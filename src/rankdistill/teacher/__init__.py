@@ -1,0 +1,1 @@
+"""The listwise LLM teacher: prompts, permutation parsing, backends, the resumable sliding-window driver."""
