@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # click's usage errors
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer >= 0.2x vendors click as typer._click, whose exceptions are not click's: match by shape/name
+        if isinstance(exc, click.exceptions.ClickException) or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click.exceptions.Abort) or type(exc).__name__ == "Abort":
             sys.exit(130)
         raise
 

@@ -1,0 +1,194 @@
+"""The pipeline's YAML config, validated by pydantic; errors name the key and the allowed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import RankdistillError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BM25Config(_Strict):
+    k: int = Field(100, gt=0, description="Depth of the BM25 run.")
+    k1: float = 0.9
+    b: float = 0.4
+
+
+class FirstStageConfig(_Strict):
+    """An existing run (e.g. ColBERTv2, the paper's candidates), the dataset's own run
+    (ir_datasets scoreddocs, e.g. the official BM25 top-1000 of TREC DL), or BM25 computed here."""
+
+    run: Path | None = None
+    from_dataset: bool = False
+    bm25: BM25Config | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum([self.run is not None, self.from_dataset, self.bm25 is not None]) != 1:
+            raise ValueError(
+                "give exactly one of 'run' (a TREC run file), 'from_dataset: true' (the dataset's scoreddocs) "
+                "or 'bm25' (retrieve here)"
+            )
+        return self
+
+
+class TeacherConfig(_Strict):
+    """Either a recorded teacher run (e.g. the published Rank-DistiLLM runs) or an LLM ranked here."""
+
+    run: Path | None = None
+    backend: Literal["hf", "vllm", "openai", "replay"] | None = None
+    model: str | None = None
+    prompt: Literal["rankgpt", "rankvicuna", "rankzephyr"] = "rankzephyr"
+    depth: int = Field(100, gt=0)
+    window: int = Field(20, gt=1)
+    stride: int = Field(10, gt=0)
+    first_token: bool = False
+    max_passage_words: int | None = None
+    replay_file: Path | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options, e.g. base_url, concurrency.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.run is None) == (self.backend is None):
+            raise ValueError("give exactly one of 'run' (a recorded teacher run) or 'backend' (hf, vllm, openai, replay)")
+        if self.stride > self.window:
+            raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window})")
+        return self
+
+
+class TrainStageConfig(_Strict):
+    """One training stage: how its distillation set is sampled and how the student learns from it."""
+
+    name: str = "distill"
+    # distillation set (rankdistill build)
+    targets: Literal["rank", "score", "relevance"] = "rank"
+    sampling: Literal["top", "random", "log-random", "single-relevant", "top-and-random"] = "top"
+    depth: int = Field(100, gt=0)
+    sample_size: int = Field(100, gt=1)
+    # learning (rankdistill train)
+    loss: Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"] = "ranknet"
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(1e-5, gt=0)
+    batch_queries: int = Field(1, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_query_length: int = Field(32, gt=0)
+    max_passage_length: int = Field(256, gt=0)
+
+
+class TrainConfig(_Strict):
+    dataset: str = Field(..., description="irds:<id> or a folder with the training queries, corpus and qrels.")
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig | None = None
+    model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
+    stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
+
+    @model_validator(mode="after")
+    def _targets_available(self):
+        for stage in self.stages:
+            if stage.targets in ("rank", "score") and self.teacher is None:
+                raise ValueError(f"stage {stage.name!r} learns from the teacher ({stage.targets}) but 'teacher' is not set")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+
+class EvalSetConfig(_Strict):
+    name: str
+    dataset: str
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig | None = None
+
+
+class EvaluateConfig(_Strict):
+    cross_validation: int | None = Field(
+        None, ge=2, description="k-fold cross-validation over the training queries instead of separate sets."
+    )
+    sets: list[EvalSetConfig] = Field(default_factory=list)
+    depth: int = Field(100, gt=0, description="Re-ranking depth of the first-stage run.")
+    measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100", "AP"])
+    test: Literal["ttest", "wilcoxon"] = "ttest"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_protocol(self):
+        if (self.cross_validation is None) == (not self.sets):
+            raise ValueError("give exactly one of 'cross_validation' (folds over the training queries) or 'sets'")
+        return self
+
+
+class PipelineConfig(_Strict):
+    name: str = "rankdistill"
+    output: Path = Path("out")
+    seed: int = 0
+    train: TrainConfig
+    evaluate: EvaluateConfig
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    msg = error["msg"]
+    if error["type"] == "literal_error":
+        msg = f"got {error.get('input')!r}; allowed: {error['ctx']['expected']}"
+    elif error["type"] == "extra_forbidden":
+        msg = "unknown key (check its spelling and indentation)"
+    elif error["type"] == "missing":
+        msg = "required key is missing"
+    return f"{key}: {msg}"
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline YAML; relative paths in it are taken relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RankdistillError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RankdistillError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise RankdistillError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise RankdistillError(f"{path}: {problems}") from None
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
+    def fix(value):
+        if isinstance(value, Path) and not value.is_absolute():
+            return (base / value).resolve()
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                setattr(value, name, fix(getattr(value, name)))
+            return value
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    def fix_dataset(spec: str) -> str:
+        if spec.startswith("irds:"):
+            return spec
+        candidate = base / spec
+        return str(candidate.resolve()) if not Path(spec).is_absolute() else spec
+
+    fix(config)
+    config.train.dataset = fix_dataset(config.train.dataset)
+    for s in config.evaluate.sets:
+        s.dataset = fix_dataset(s.dataset)
+    if config.train.model not in ("minilm-l6",) and (base / config.train.model).exists():
+        config.train.model = str((base / config.train.model).resolve())
+    return config

@@ -1,0 +1,425 @@
+"""``rankdistill pipeline``: every stage from first-stage run to report, each skipped when up to date.
+
+Each stage writes into the run folder and records a manifest (config hash, input hashes, output
+hashes, package versions). A stage whose config and inputs are unchanged, and whose outputs are
+still there, is skipped; so changing only the loss re-runs train, rerank and evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import EvalSetConfig, FirstStageConfig, PipelineConfig, TeacherConfig, load_config
+from .errors import RankdistillError
+from .manifest import Stage
+from .runs import read_run, write_qrels, write_run
+
+STAGE_KINDS = ("retrieve", "teach", "build", "train", "rerank", "evaluate")
+console = Console(stderr=True)
+
+
+@dataclass
+class PipelineResult:
+    output: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    report: Path | None = None
+
+
+@dataclass
+class _EvalTarget:
+    """A set of queries the student is judged on: its first stage, teacher and the model that scores it."""
+
+    name: str
+    dataset: str
+    first_stage: Path
+    teacher: Path | None
+    qids: list[str] | None
+    model: Path
+
+
+def folds_of(qids: list[str], k: int, seed: int) -> list[list[str]]:
+    """Deterministic k-fold split of query ids (seeded shuffle of the sorted ids, then round-robin)."""
+    order = sorted(qids)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+class _Runner:
+    def __init__(self, config: PipelineConfig, from_stage: str | None, dry_run: bool):
+        self.config = config
+        self.root = Path(config.output)
+        self.dry_run = dry_run
+        self.force = set(STAGE_KINDS[STAGE_KINDS.index(from_stage) :]) if from_stage else set()
+        self.result = PipelineResult(output=self.root)
+        self.stats: dict[str, Any] = {}
+        self.missing: list[str] = []
+
+    def run(self, stage: Stage, action: Callable[[], dict[str, Any] | None]) -> None:
+        if self.dry_run:
+            console.print(f"[cyan]plan[/] {stage.id}: {', '.join(str(p) for p in stage.outputs)}")
+            self.result.ran.append(stage.id)
+            return
+        if stage.kind not in self.force and stage.is_current(self.root):
+            console.print(f"[green]up to date[/] {stage.id}")
+            self.result.skipped.append(stage.id)
+            saved = json.loads(stage.manifest_path(self.root).read_text())
+            self.stats[stage.id] = saved.get("stats", {})
+            return
+        console.print(f"[bold cyan]running[/] {stage.id}")
+        start = time.perf_counter()
+        extra = action() or {}
+        seconds = time.perf_counter() - start
+        self.stats[stage.id] = {**extra, "seconds": seconds}
+        stage.record(self.root, seconds, {"stats": extra})
+        self.result.ran.append(stage.id)
+
+
+def _dump(model) -> Any:
+    return model.model_dump(mode="json") if model is not None else None
+
+
+def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig) -> Path:
+    if cfg.run is not None:
+        _check_file(r, f"{name}.first_stage.run", cfg.run)
+        return cfg.run
+    if cfg.from_dataset:
+        out = r.root / name / "first-stage.run"
+        stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, "from_dataset": True}, [], [out])
+
+        def copy_scoreddocs():
+            from .collection import load_collection
+
+            run = load_collection(dataset).scoreddocs
+            if not run:
+                raise RankdistillError(f"{name}.first_stage.from_dataset: {dataset} has no scoreddocs (first-stage run)")
+            write_run(run, out, tag="scoreddocs")
+
+        r.run(stage, copy_scoreddocs)
+        return out
+    out = r.root / name / "bm25.run"
+    stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, **_dump(cfg.bm25)}, [], [out])
+
+    def action():
+        from .retrieve import retrieve
+
+        retrieve(dataset, output=out, k=cfg.bm25.k, k1=cfg.bm25.k1, b=cfg.bm25.b)
+
+    r.run(stage, action)
+    return out
+
+
+def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: TeacherConfig | None) -> Path | None:
+    if cfg is None:
+        return None
+    if cfg.run is not None:
+        _check_file(r, f"{name}.teacher.run", cfg.run)
+        return cfg.run
+    folder = r.root / name / "teacher"
+    out = folder / "teacher.run"
+    inputs = [first_stage] + ([cfg.replay_file] if cfg.replay_file else [])
+    stage = Stage(f"teach:{name}", "teach", {"dataset": dataset, **_dump(cfg)}, inputs, [out])
+
+    def action():
+        from .teacher.teach import teach
+
+        result = teach(
+            first_stage,
+            dataset=dataset,
+            output=folder,
+            backend=cfg.backend,
+            model=cfg.model,
+            prompt=cfg.prompt,
+            depth=cfg.depth,
+            window=cfg.window,
+            stride=cfg.stride,
+            first_token=cfg.first_token,
+            max_passage_words=cfg.max_passage_words,
+            replay_file=cfg.replay_file,
+            backend_options=cfg.options,
+        )
+        stats_path = Path(getattr(result, "stats_path", folder / "stats.json"))
+        return json.loads(stats_path.read_text()) if stats_path.exists() else {}
+
+    r.run(stage, action)
+    return out
+
+
+def _check_file(r: _Runner, key: str, path: Path) -> None:
+    if path.is_file():
+        return
+    if r.dry_run:
+        console.print(f"[yellow]missing[/] {key}: {path} (download it before the real run)")
+        r.missing.append(str(path))
+        return
+    raise RankdistillError(f"{key}: {path} does not exist")
+
+
+def _check_dataset(r: _Runner, key: str, dataset: str) -> None:
+    """Dry runs check ir_datasets ids against its registry (no download) and folders for existence."""
+    if dataset.startswith("irds:"):
+        import ir_datasets
+
+        if dataset[5:] not in ir_datasets.registry:
+            raise RankdistillError(f"{key}: unknown ir_datasets id {dataset[5:]!r}")
+    elif not Path(dataset).is_dir():
+        raise RankdistillError(f"{key}: {dataset} is neither irds:<id> nor a folder")
+
+
+def _subset_run(path: Path, qids: list[str] | None, out: Path) -> Path:
+    """The run restricted to ``qids`` (written once per fold so stages read plain files)."""
+    if qids is None:
+        return path
+    keep = set(qids)
+    run = {qid: docs for qid, docs in read_run(path).items() if qid in keep}
+    if not out.exists() or read_run(out) != run:
+        write_run(run, out, tag=path.stem.replace(" ", "_") or "run")
+    return out
+
+
+def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Path, teacher: Path | None) -> Path:
+    """Build and train every configured stage in order; stage n+1 starts from stage n's weights."""
+    cfg = r.config.train
+    folder = r.root / "students" / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    fs_run = first_stage if r.dry_run else _subset_run(first_stage, qids, folder / "first-stage.train.run")
+    teacher_run = None
+    if teacher is not None:
+        teacher_run = teacher if r.dry_run else _subset_run(teacher, qids, folder / "teacher.train.run")
+    model: str | Path = cfg.model
+    for s in cfg.stages:
+        data = folder / f"{s.name}.parquet"
+        build_cfg = {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size")}
+        inputs = [p for p in (fs_run, teacher_run) if p is not None]
+        build_stage = Stage(
+            f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]
+        )
+
+        def do_build(s=s, data=data, build_cfg=build_cfg):
+            from .build import build
+
+            build(
+                teacher_run=teacher_run,
+                first_stage_run=fs_run,
+                dataset=cfg.dataset,
+                output=data,
+                seed=r.config.seed,
+                qids=qids,
+                **build_cfg,
+            )
+
+        r.run(build_stage, do_build)
+        out = folder / f"model-{s.name}"
+        train_cfg = {k: v for k, v in _dump(s).items() if k not in build_cfg and k != "name"}
+        base_inputs = [Path(model)] if isinstance(model, Path) else []
+        train_stage = Stage(
+            f"train:{tag}:{s.name}",
+            "train",
+            {"model": str(model) if not isinstance(model, Path) else "previous-stage", "seed": r.config.seed, **train_cfg},
+            [data, *base_inputs],
+            [out],
+        )
+
+        def do_train(s=s, data=data, out=out, base=model, train_cfg=train_cfg):
+            from .train import train
+
+            if out.exists():
+                shutil.rmtree(out)
+            train(data, model=str(base), output=out, seed=r.config.seed, **train_cfg)
+
+        r.run(train_stage, do_train)
+        model = out
+    return Path(model)
+
+
+def _rerank(r: _Runner, target: _EvalTarget) -> Path:
+    folder = r.root / "eval" / target.name
+    fs_run = target.first_stage if r.dry_run else _subset_run(target.first_stage, target.qids, folder / "first-stage.run")
+    out = folder / "student.run"
+    ev = r.config.evaluate
+    last = r.config.train.stages[-1]
+    stage = Stage(
+        f"rerank:{target.name}",
+        "rerank",
+        {"dataset": target.dataset, "depth": ev.depth, "dtype": ev.dtype,
+         "max_query_length": last.max_query_length, "max_passage_length": last.max_passage_length},
+        [target.model, fs_run],
+        [out],
+    )
+
+    def action():
+        from .rerank import rerank
+
+        start = time.perf_counter()
+        rerank(
+            target.model,
+            fs_run,
+            dataset=target.dataset,
+            depth=ev.depth,
+            output=out,
+            dtype=ev.dtype,
+            max_query_length=last.max_query_length,
+            max_passage_length=last.max_passage_length,
+        )
+        seconds = time.perf_counter() - start
+        run = read_run(out)
+        pairs = sum(len(v) for v in run.values())
+        return {"queries": len(run), "pairs": pairs, "seconds": seconds,
+                "pairs_per_s": pairs / seconds, "ms_per_query": 1000 * seconds / max(1, len(run))}
+
+    r.run(stage, action)
+    return out
+
+
+def _merge_runs(paths: list[Path], out: Path, tag: str) -> Path:
+    merged: dict = {}
+    for path in paths:
+        merged.update(read_run(path))
+    write_run(merged, out, tag=tag)
+    return out
+
+
+def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str, Path],
+                         folds: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
+    from .collection import load_collection
+
+    ev = r.config.evaluate
+    folder = r.root / "eval" / name
+    report_dir = r.root / "report" / name
+    qrels_path = folder / "qrels.txt"
+    outputs = [folder / "metrics.json", report_dir / "report.md", report_dir / "report.html"]
+    stage = Stage(
+        f"evaluate:{name}", "evaluate",
+        {"dataset": dataset, "measures": ev.measures, "test": ev.test, "systems": sorted(systems)},
+        list(systems.values()), outputs,
+    )
+
+    def action():
+        from .evaluate import evaluate
+        from .report import write_report
+
+        coll = load_collection(dataset)
+        if not coll.qrels:
+            raise RankdistillError(f"{dataset} has no qrels: evaluation needs relevance judgments")
+        write_qrels(coll.qrels, qrels_path)
+        names = list(systems)
+        result = evaluate([systems[n] for n in names], qrels=qrels_path, measures=ev.measures,
+                          baseline=systems["bm25"], test=ev.test, names=names)
+        with (folder / "metrics.json").open("w") as handle:
+            json.dump(result.to_dict(), handle, indent=2)
+        throughput = {"student": r.stats.get(f"rerank:{name}") or {}}
+        for fold in folds or {}:
+            throughput.setdefault("student-folds", {})[fold] = r.stats.get(f"rerank:{fold}") or {}
+        teach_stats = r.stats.get(f"teach:{name}") or r.stats.get("teach:train")
+        if teach_stats:
+            throughput["teacher"] = teach_stats
+        write_report(
+            report_dir,
+            runs={n: read_run(p) for n, p in systems.items()},
+            qrels=coll.qrels,
+            baseline="bm25",
+            teacher="teacher" if "teacher" in systems else None,
+            student="student",
+            measures=ev.measures,
+            throughput=throughput,
+            config=r.config.model_dump(mode="json"),
+            title=f"{r.config.name}: {name}",
+            folds=folds,
+        )
+        return {"metrics": result.means()}
+
+    r.run(stage, action)
+    if not r.dry_run:
+        saved = json.loads((folder / "metrics.json").read_text())
+        r.result.report = report_dir / "report.html"
+        return saved.get("means", {})
+    return {}
+
+
+def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False) -> PipelineResult:
+    if from_stage is not None and from_stage not in STAGE_KINDS:
+        raise RankdistillError(f"--from {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
+    r = _Runner(config, from_stage, dry_run)
+    r.root.mkdir(parents=True, exist_ok=True)
+    (r.root / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    tcfg = config.train
+    if dry_run:
+        _check_dataset(r, "train.dataset", tcfg.dataset)
+        for s in config.evaluate.sets:
+            _check_dataset(r, f"evaluate.sets.{s.name}.dataset", s.dataset)
+    train_fs = _first_stage(r, "train", tcfg.dataset, tcfg.first_stage)
+    train_teacher = _teacher(r, "train", tcfg.dataset, train_fs, tcfg.teacher)
+
+    ev = config.evaluate
+    if ev.cross_validation:
+        qids = sorted(read_run(train_teacher or train_fs)) if not dry_run else []
+        splits = folds_of(qids, ev.cross_validation, config.seed) if not dry_run else [[]] * ev.cross_validation
+        fold_runs: dict[str, Path] = {}
+        fold_qids: dict[str, list[str]] = {}
+        for i, test_qids in enumerate(splits, 1):
+            fold = f"fold{i}"
+            train_qids = sorted(set(qids) - set(test_qids))
+            model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher)
+            target = _EvalTarget(fold, tcfg.dataset, train_fs, train_teacher, test_qids if not dry_run else None, model)
+            fold_runs[fold] = _rerank(r, target)
+            fold_qids[fold] = test_qids
+        if dry_run:
+            r.run(Stage("evaluate:cv", "evaluate", {}, [], []), lambda: None)
+            return r.result
+        student = _merge_runs(list(fold_runs.values()), r.root / "eval" / "cv" / "student.run", "student")
+        systems = {"bm25": train_fs, "teacher": train_teacher, "student": student} if train_teacher else {
+            "bm25": train_fs, "student": student}
+        r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, systems, fold_qids)
+    else:
+        model = _train_student(r, "all", None, train_fs, train_teacher)
+        for s in ev.sets:
+            r.result.metrics[s.name] = _evaluate_set(r, s, model)
+    return r.result
+
+
+def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[str, float]]:
+    fs = _first_stage(r, s.name, s.dataset, s.first_stage)
+    teacher = _teacher(r, s.name, s.dataset, fs, s.teacher)
+    student = _rerank(r, _EvalTarget(s.name, s.dataset, fs, teacher, None, model))
+    if r.dry_run:
+        r.run(Stage(f"evaluate:{s.name}", "evaluate", {}, [], []), lambda: None)
+        return {}
+    systems = {"bm25": fs, "student": student}
+    if teacher is not None:
+        systems = {"bm25": fs, "teacher": teacher, "student": student}
+    return _evaluate_and_report(r, s.name, s.dataset, systems, None)
+
+
+def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False) -> PipelineResult:
+    """Run (or, with ``dry_run``, validate and plan) the whole pipeline of a YAML config."""
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    return run_pipeline(cfg, from_stage=from_stage, dry_run=dry_run)
+
+
+def print_summary(result: PipelineResult) -> None:
+    out = Console()
+    for name, means in result.metrics.items():
+        if not means:
+            continue
+        table = Table(title=f"{name}")
+        measures = list(next(iter(means.values())).keys())
+        table.add_column("system")
+        for m in measures:
+            table.add_column(m, justify="right")
+        for system, values in means.items():
+            table.add_row(system, *(f"{values[m]:.4f}" for m in measures))
+        out.print(table)
+    out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
+    if result.report:
+        out.print(f"report: {result.report}")

@@ -1,0 +1,145 @@
+"""Report figures, drawn with matplotlib and returned as PNG bytes.
+
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas directly, never through pyplot:
+no global backend switch, no open-figure registry, so a notebook or another thread is left alone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# Colour per role, so a system keeps its colour across figures (the Okabe-Ito palette reads in grey too).
+ROLE_COLOURS = {"baseline": "#999999", "teacher": "#E69F00", "student": "#0072B2"}
+OTHER_COLOURS = ("#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+DPI = 100
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    # No "Software"/date metadata: the same data gives the same bytes.
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def colours(systems: Sequence[str], roles: Mapping[str, str]) -> dict[str, str]:
+    """A stable colour for every system: by role (baseline/teacher/student), else from a fixed cycle."""
+    out: dict[str, str] = {}
+    others = iter(OTHER_COLOURS * (len(systems) // len(OTHER_COLOURS) + 1))
+    for name in systems:
+        role = roles.get(name)
+        out[name] = ROLE_COLOURS[role] if role in ROLE_COLOURS else next(others)
+    return out
+
+
+def system_bars(
+    means: Mapping[str, float],
+    errors: Mapping[str, float],
+    marks: Mapping[str, str],
+    colour: Mapping[str, str],
+    measure: str,
+) -> bytes:
+    """Mean of ``measure`` per system, with a 95% confidence bar and the significance mark on top."""
+    names = list(means)
+    fig = Figure(figsize=(max(4.0, 1.3 * len(names) + 1.5), 3.6))
+    ax = fig.add_subplot()
+    xs = range(len(names))
+    values = [means[n] for n in names]
+    ax.bar(xs, values, color=[colour[n] for n in names], yerr=[errors.get(n, 0.0) for n in names],
+           capsize=4, edgecolor="black", linewidth=0.5)
+    for x, name, value in zip(xs, names, values):
+        label = f"{value:.4f}{(' ' + marks[name]) if marks.get(name) else ''}"
+        ax.text(x, value + errors.get(name, 0.0) + 0.01, label, ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(list(xs), names, rotation=15 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+    top = max((v + errors.get(n, 0.0) for n, v in zip(names, values)), default=1.0)
+    ax.set_ylim(0, max(top * 1.15, 0.1))
+    ax.set_ylabel(measure)
+    ax.set_title(f"{measure} per system (bars: 95% CI of the mean)", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def query_deltas(
+    panels: Sequence[tuple[str, Mapping[str, float], Mapping[str, float] | None, str, str]],
+    measure: str,
+) -> bytes:
+    """Per-query differences as sorted bars, one panel per comparison.
+
+    Each panel is ``(title, main, overlay, main_colour, overlay_label)``: bars for ``main`` (qid -> delta),
+    sorted from best to worst; ``overlay`` (same qids, may be None) is drawn as dots on the same order so
+    a reader sees whether the teacher gained on the queries where the student did.
+    """
+    fig = Figure(figsize=(12, 3.2 * len(panels)))
+    for i, (title, main, overlay, colour, overlay_label) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        order = sorted(main, key=lambda q: (-main[q], q))
+        xs = range(len(order))
+        ax.bar(xs, [main[q] for q in order], color=colour, width=0.8, label=title.split(":")[0])
+        if overlay:
+            ax.scatter(xs, [overlay.get(q, math.nan) for q in order], color="black", s=10, zorder=3,
+                       label=overlay_label)
+            ax.legend(fontsize=8, loc="upper right", frameon=False)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(list(xs), order, rotation=90, fontsize=6 if len(order) > 40 else 8)
+        ax.set_xlim(-0.7, len(order) - 0.3)
+        ax.set_ylabel(f"Δ {measure}")
+        ax.set_title(title, fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def agreement_histograms(taus: Sequence[float], overlaps: Sequence[float], tau_k: int, overlap_k: int) -> bytes:
+    """Distribution over queries of Kendall's tau and of top-k overlap between teacher and student."""
+    fig = Figure(figsize=(10, 3.2))
+    left, right = fig.subplots(1, 2)
+    finite = [t for t in taus if not math.isnan(t)]
+    left.hist(finite, bins=[i / 10 for i in range(-10, 11)], color=ROLE_COLOURS["student"], edgecolor="black",
+              linewidth=0.5)
+    left.set_xlim(-1, 1)
+    left.set_xlabel(f"Kendall's τ (common docs of the top-{tau_k})")
+    left.set_ylabel("queries")
+    if finite:
+        mean = sum(finite) / len(finite)
+        left.axvline(mean, color="black", linestyle="--", linewidth=1)
+        left.set_title(f"mean τ = {mean:.3f} over {len(finite)} queries", fontsize=10)
+    right.hist(list(overlaps), bins=[(i - 0.5) / overlap_k for i in range(overlap_k + 2)],
+               color=ROLE_COLOURS["teacher"], edgecolor="black", linewidth=0.5)
+    right.set_xlim(-0.05, 1.05)
+    right.set_xlabel(f"top-{overlap_k} overlap (shared docs / {overlap_k})")
+    if overlaps:
+        mean = sum(overlaps) / len(overlaps)
+        right.axvline(mean, color="black", linestyle="--", linewidth=1)
+        right.set_title(f"mean overlap = {mean:.3f}", fontsize=10)
+    for ax in (left, right):
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fold_bars(table: Mapping[str, Mapping[str, float]], colour: Mapping[str, str], measure: str) -> bytes:
+    """Grouped bars: one group per fold, one bar per system (``table[fold][system]`` = mean)."""
+    folds = list(table)
+    systems = list(dict.fromkeys(s for fold in folds for s in table[fold]))
+    fig = Figure(figsize=(max(5.0, 1.6 * len(folds) + 2), 3.4))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(systems), 1)
+    for j, system in enumerate(systems):
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(folds))]
+        ys = [table[f].get(system, math.nan) for f in folds]
+        ax.bar(xs, ys, width=width, color=colour[system], edgecolor="black", linewidth=0.5, label=system)
+        for x, y in zip(xs, ys):
+            if not math.isnan(y):
+                ax.text(x, y + 0.01, f"{y:.3f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(folds)), folds)
+    ax.set_ylabel(measure)
+    ax.set_ylim(0, max([v for f in folds for v in table[f].values()] + [0.1]) * 1.2)
+    ax.legend(fontsize=8, frameon=False, ncols=min(len(systems), 4), loc="upper left")
+    ax.set_title(f"{measure} per fold", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)

@@ -1,0 +1,548 @@
+"""The run report: one Markdown file and one self-contained HTML page with the same content.
+
+The report answers the questions a reader of a distillation run asks, in order: did the student beat
+the baseline (and is it significant), on which queries did it win or lose against the teacher and
+BM25, how closely does it copy the teacher's order, what does it cost per query, and with which
+config. Markdown is written first; the HTML page is that Markdown rendered by markdown-it-py, with
+the plots inlined as base64 PNG, so the two never disagree and the page opens with no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import RankdistillError
+from .fileio import atomic_write
+from .runs import Qrels, Run
+
+DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100", "AP")
+ALPHA = 0.05
+PLOTS_DIR = "report-plots"
+# Packages whose versions decide the figures in a report.
+VERSIONED = ("rankdistill", "torch", "transformers", "sentence-transformers", "ir-measures", "bm25s",
+             "numpy", "scipy", "matplotlib")
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Scores:
+    """Metric values the report shows: means, per-query values and corrected p-values vs the baseline."""
+
+    measures: list[str]
+    qids: list[str]
+    means: dict[str, dict[str, float]]  # system -> measure -> mean over qids
+    per_query: dict[str, dict[str, dict[str, float]]]  # system -> measure -> qid -> value
+    pvalues: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> measure -> Holm p
+
+
+def _holm(pvalues: Sequence[float]) -> list[float]:
+    # Holm's step-down correction by hand: scipy has none, and statsmodels is a heavy dependency for 6 lines.
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted = [1.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _score(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], baseline: str) -> Scores:
+    """Per-query metrics with ir-measures and paired t-tests against ``baseline`` (Holm across systems).
+
+    Queries are those judged in ``qrels`` that at least one run answers; a run that lacks one of them
+    scores 0 there (trec_eval's ``-c``), so every system is averaged and tested over the same queries.
+    """
+    import ir_measures
+    from scipy import stats
+
+    parsed = {}
+    for name in measures:
+        try:
+            parsed[name] = ir_measures.parse_measure(name)
+        except Exception as exc:  # ir_measures raises ValueError/NameError/SyntaxError for bad strings
+            raise RankdistillError(
+                f"measure {name!r} is not an ir-measures measure ({exc}); use e.g. nDCG@10, RR@10, R@100, AP"
+            ) from None
+    answered = set().union(*(run.keys() for run in runs.values())) if runs else set()
+    qids = sorted(q for q in qrels if q in answered)
+    if not qids:
+        raise RankdistillError(
+            "no query of the runs is judged in the qrels: check that runs and qrels use the same query ids "
+            f"(runs e.g. {sorted(answered)[:3]}, qrels e.g. {sorted(qrels)[:3]})"
+        )
+    judged = {q: qrels[q] for q in qids}
+    by_measure = {m: name for name, m in parsed.items()}
+    per_query: dict[str, dict[str, dict[str, float]]] = {}
+    for system, run in runs.items():
+        values = {name: dict.fromkeys(qids, 0.0) for name in measures}
+        as_scores = {q: {d: float(s) for d, s in run[q]} for q in qids if q in run}
+        for metric in ir_measures.iter_calc(list(parsed.values()), judged, as_scores):
+            values[by_measure[metric.measure]][metric.query_id] = float(metric.value)
+        per_query[system] = values
+    means = {s: {m: statistics.fmean(v[m].values()) for m in measures} for s, v in per_query.items()}
+    pvalues: dict[str, dict[str, float]] = {}
+    others = [s for s in runs if s != baseline]
+    for name in measures:
+        raw = []
+        for system in others:
+            a = [per_query[system][name][q] for q in qids]
+            b = [per_query[baseline][name][q] for q in qids]
+            p = stats.ttest_rel(a, b).pvalue if len(qids) > 1 else math.nan
+            raw.append(1.0 if math.isnan(p) else float(p))  # identical values: no evidence of a difference
+        for system, p in zip(others, _holm(raw)):
+            pvalues.setdefault(system, {})[name] = p
+    return Scores(list(measures), qids, means, per_query, pvalues)
+
+
+# ----------------------------------------------------------------------------------------------- agreement
+
+
+@dataclass(frozen=True)
+class QueryAgreement:
+    """How one query's student ranking agrees with the teacher's."""
+
+    tau: float  # Kendall's tau-b over the documents both top-k lists hold; NaN when fewer than 2
+    overlap: float  # |top-k(teacher) ∩ top-k(student)| / min(k, len(teacher), len(student))
+    common: int  # documents in both top-k lists used for tau
+
+
+def agreement(teacher: Run, student: Run, *, tau_k: int = 100, overlap_k: int = 10) -> dict[str, QueryAgreement]:
+    """Teacher-student agreement for every query both runs answer."""
+    from scipy import stats
+
+    out: dict[str, QueryAgreement] = {}
+    for qid in sorted(set(teacher) & set(student)):
+        t_ids = [d for d, _ in teacher[qid][:tau_k]]
+        s_ids = [d for d, _ in student[qid][:tau_k]]
+        s_rank = {d: r for r, d in enumerate(s_ids)}
+        common = [d for d in t_ids if d in s_rank]
+        if len(common) >= 2:
+            tau = float(stats.kendalltau(range(len(common)), [s_rank[d] for d in common]).statistic)
+        else:
+            tau = math.nan
+        t_top, s_top = teacher[qid][:overlap_k], student[qid][:overlap_k]
+        depth = min(overlap_k, len(t_top), len(s_top))
+        shared = len({d for d, _ in t_top} & {d for d, _ in s_top})
+        out[qid] = QueryAgreement(tau=tau, overlap=shared / depth if depth else math.nan, common=len(common))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- header
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [platform.node() or "unknown host", platform.platform(terse=True), f"{os.cpu_count()} × {cpu}"]
+    torch = sys.modules.get("torch")  # only if the run already imported it; importing torch costs seconds
+    if torch is not None and torch.cuda.is_available():
+        parts.append(", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())))
+    return " · ".join(parts)
+
+
+def _versions() -> str:
+    found = [f"Python {platform.python_version()}"]
+    for name in VERSIONED:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+# ----------------------------------------------------------------------------------------------- formatting
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", r"\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; ``align`` gives 'l' or 'r' per column (first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
+
+
+def _pvalue(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _plain(obj: Any) -> Any:
+    """Config values YAML can dump: Paths and other objects become strings, models become dicts."""
+    if hasattr(obj, "model_dump"):
+        obj = obj.model_dump(mode="json")
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+THROUGHPUT_LABELS = {
+    "pairs_per_s": "pairs/s",
+    "ms_per_query": "ms/query",
+    "queries_per_s": "queries/s",
+    "usd_per_query": "USD/query",
+    "usd_per_1k_queries": "USD/1k queries",
+    "tokens_per_query": "tokens/query",
+    "device": "device",
+}
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class _Figure:
+    name: str
+    alt: str
+    png: bytes
+
+
+def _mark(scores: Scores, system: str, measure: str, baseline: str) -> str:
+    p = scores.pvalues.get(system, {}).get(measure)
+    if system == baseline or p is None or p >= ALPHA:
+        return ""
+    return "▲" if scores.means[system][measure] > scores.means[baseline][measure] else "▼"
+
+
+def _ci95(values: Sequence[float]) -> float:
+    from scipy import stats
+
+    if len(values) < 2:
+        return 0.0
+    return float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
+
+
+def _effectiveness_rows(scores: Scores, systems: Sequence[str], roles: Mapping[str, str], baseline: str,
+                        primary: str) -> list[list[str]]:
+    rows = []
+    for system in systems:
+        row = [system, roles.get(system, "")]
+        for m in scores.measures:
+            mark = _mark(scores, system, m, baseline)
+            row.append(f"{scores.means[system][m]:.4f}" + (f" {mark}" if mark else ""))
+        if system == baseline:
+            row.append("–")
+        else:
+            a, b = scores.per_query[system][primary], scores.per_query[baseline][primary]
+            wins = sum(a[q] > b[q] for q in scores.qids)
+            losses = sum(a[q] < b[q] for q in scores.qids)
+            row.append(f"{wins}/{len(scores.qids) - wins - losses}/{losses}")
+        rows.append(row)
+    return rows
+
+
+def _build(
+    *,
+    runs: Mapping[str, Run],
+    qrels: Qrels,
+    baseline: str,
+    teacher: str | None,
+    student: str | None,
+    measures: Sequence[str],
+    throughput: Mapping[str, Mapping[str, Any]] | None,
+    config: Any,
+    title: str,
+    folds: Mapping[str, Sequence[str]] | None,
+    tau_k: int,
+    overlap_k: int,
+    now: _dt.datetime,
+) -> tuple[list[Any], list[_Figure]]:
+    """The report as a list of Markdown blocks, with figures as placeholders (``_Figure``)."""
+    from . import plots
+
+    roles = {baseline: "baseline"}
+    if teacher:
+        roles[teacher] = "teacher"
+    if student:
+        roles[student] = "student"
+    systems = [baseline] + [s for s in (teacher, student) if s and s != baseline]
+    systems += [s for s in runs if s not in systems]
+    ordered = {s: runs[s] for s in systems}
+    colour = plots.colours(systems, roles)
+    primary = measures[0]
+    scores = _score(ordered, qrels, measures, baseline)
+    n = len(scores.qids)
+    blocks: list[Any] = []
+    figures: list[_Figure] = []
+
+    def figure(name: str, alt: str, png: bytes) -> None:
+        fig = _Figure(name, alt, png)
+        figures.append(fig)
+        blocks.append(fig)
+
+    blocks.append(f"# {title}")
+    blocks.append(
+        f"Generated {now:%Y-%m-%d %H:%M} UTC  \n"
+        f"Machine: {_machine()}  \n"
+        f"Packages: {_versions()}"
+    )
+
+    # --- effectiveness
+    compared = len(systems) - 1
+    blocks.append("## Effectiveness")
+    blocks.append(
+        f"Mean over {n} judged queries. ▲/▼: significantly better/worse than the baseline `{baseline}` "
+        f"(paired t-test, Holm–Bonferroni correction across the {compared} compared system"
+        f"{'s' if compared != 1 else ''} per measure, α = {ALPHA}). "
+        f"W/T/L: queries where the system's {primary} is higher/equal/lower than the baseline's."
+    )
+    header = ["system", "role", *measures, f"W/T/L ({primary})"]
+    blocks.append(_table(header, _effectiveness_rows(scores, systems, roles, baseline, primary)))
+    if compared:
+        prow = [[s, *(_pvalue(scores.pvalues[s][m]) for m in measures)] for s in systems if s != baseline]
+        blocks.append(f"Holm-corrected p-values against `{baseline}`:")
+        blocks.append(_table(["system", *measures], prow))
+    figure("effectiveness", f"{primary} per system",
+           plots.system_bars({s: scores.means[s][primary] for s in systems},
+                             {s: _ci95(list(scores.per_query[s][primary].values())) for s in systems},
+                             {s: _mark(scores, s, primary, baseline) for s in systems}, colour, primary))
+
+    # --- per-query deltas
+    blocks.append(f"## Per-query differences ({primary})")
+    pq = {s: scores.per_query[s][primary] for s in systems}
+    comparisons = [(s, baseline) for s in (student, teacher) if s and s != baseline]
+    if student and teacher and student != teacher:
+        comparisons.append((student, teacher))
+    if comparisons:
+        rows = []
+        for a, b in comparisons:
+            deltas = [pq[a][q] - pq[b][q] for q in scores.qids]
+            rows.append([f"{a} − {b}", f"{statistics.fmean(deltas):+.4f}", sum(d > 0 for d in deltas),
+                         sum(d == 0 for d in deltas), sum(d < 0 for d in deltas)])
+        blocks.append(_table(["difference", "mean Δ", "better", "equal", "worse"], rows))
+        panels = []
+        lead = student or teacher
+        main = {q: pq[lead][q] - pq[baseline][q] for q in scores.qids}
+        overlay = ({q: pq[teacher][q] - pq[baseline][q] for q in scores.qids}
+                   if student and teacher and lead != teacher else None)
+        panels.append((f"{lead} − {baseline}: queries sorted by this difference", main, overlay,
+                       colour[lead], f"{teacher} − {baseline}" if overlay else ""))
+        if student and teacher and student != teacher:
+            panels.append((f"{student} − {teacher}: queries sorted by this difference",
+                           {q: pq[student][q] - pq[teacher][q] for q in scores.qids}, None,
+                           colour[teacher], ""))
+        figure("query-deltas", f"per-query {primary} differences", plots.query_deltas(panels, primary))
+        shown = [s for s in systems if s in roles]
+        per_rows = []
+        for q in sorted(scores.qids, key=lambda q: (-(pq[lead][q] - pq[baseline][q]), q)):
+            per_rows.append([q, *(f"{pq[s][q]:.4f}" for s in shown),
+                             *(f"{pq[a][q] - pq[b][q]:+.4f}" for a, b in comparisons)])
+        blocks.append("<details><summary>Per-query values</summary>")
+        blocks.append(_table(["query", *shown, *(f"{a} − {b}" for a, b in comparisons)], per_rows))
+        blocks.append("</details>")
+    else:
+        blocks.append("Not shown: name a teacher or a student run to compare with the baseline.")
+
+    # --- agreement
+    blocks.append("## Teacher–student agreement")
+    if teacher and student and teacher != student:
+        agree = agreement(runs[teacher], runs[student], tau_k=tau_k, overlap_k=overlap_k)
+        taus = [a.tau for a in agree.values() if not math.isnan(a.tau)]
+        overlaps = [a.overlap for a in agree.values() if not math.isnan(a.overlap)]
+        if agree:
+            blocks.append(
+                f"Over the {len(agree)} queries both `{teacher}` (teacher) and `{student}` (student) rank. "
+                f"Kendall's τ compares the order of the documents both top-{tau_k} lists hold; "
+                f"overlap is the share of the teacher's top-{overlap_k} that is also in the student's."
+            )
+
+            def describe(values: Sequence[float]) -> list[str]:
+                if not values:
+                    return ["–"] * 5
+                return [f"{statistics.fmean(values):.4f}", f"{statistics.median(values):.4f}",
+                        f"{min(values):.4f}", f"{max(values):.4f}", str(len(values))]
+
+            blocks.append(_table(["statistic", "mean", "median", "min", "max", "queries"],
+                                 [[f"Kendall's τ (top-{tau_k})", *describe(taus)],
+                                  [f"top-{overlap_k} overlap", *describe(overlaps)]]))
+            skipped = len(agree) - len(taus)
+            if skipped:
+                blocks.append(f"τ is undefined for {skipped} queries whose top-{tau_k} lists share fewer than 2 "
+                              "documents; they are left out of its statistics.")
+            figure("agreement", "teacher-student agreement", plots.agreement_histograms(taus, overlaps, tau_k,
+                                                                                        overlap_k))
+        else:
+            blocks.append(f"`{teacher}` and `{student}` share no query.")
+    else:
+        blocks.append("Not shown: needs both a teacher and a student run.")
+
+    # --- throughput
+    blocks.append("## Throughput and cost per query")
+    if throughput:
+        for system, values in throughput.items():
+            if not isinstance(values, Mapping):
+                raise RankdistillError(
+                    f"throughput[{system!r}] must map a figure name to its value (e.g. "
+                    f"{{'pairs_per_s': 812.0, 'ms_per_query': 123.1}}), got {type(values).__name__}"
+                )
+        keys = list(dict.fromkeys(k for values in throughput.values() for k in values))
+        speedup = (teacher in throughput and isinstance(throughput[teacher].get("ms_per_query"), (int, float))
+                   and throughput[teacher]["ms_per_query"] > 0)
+        header = ["system", *(THROUGHPUT_LABELS.get(k, k) for k in keys)] + (["× teacher speed"] if speedup else [])
+        rows = []
+        for system, values in throughput.items():
+            row = [system, *(_number(values.get(k, math.nan)) for k in keys)]
+            if speedup:
+                ms = values.get("ms_per_query")
+                row.append(f"{throughput[teacher]['ms_per_query'] / ms:,.1f}×"
+                           if isinstance(ms, (int, float)) and ms > 0 else "–")
+            rows.append(row)
+        blocks.append(_table(header, rows))
+    else:
+        blocks.append("Not measured in this run.")
+
+    # --- folds
+    if folds:
+        blocks.append("## Per fold")
+        blocks.append("Each fold's figures are over its judged queries; marks as above, tested within the fold.")
+        fold_means: dict[str, dict[str, float]] = {}
+        for name, fold_qids in folds.items():
+            wanted = set(fold_qids)
+            fold_qrels = {q: d for q, d in qrels.items() if q in wanted}
+            if not fold_qrels:
+                raise RankdistillError(
+                    f"fold {name!r}: none of its {len(wanted)} query ids is judged in the qrels "
+                    f"(e.g. {sorted(wanted)[:3]}); folds must list evaluated query ids"
+                )
+            fold_runs = {s: {q: r for q, r in run.items() if q in wanted} for s, run in ordered.items()}
+            fs = _score(fold_runs, fold_qrels, measures, baseline)
+            fold_means[name] = {s: fs.means[s][primary] for s in systems}
+            blocks.append(f"### {name} ({len(fs.qids)} queries)")
+            blocks.append(_table(["system", "role", *measures, f"W/T/L ({primary})"],
+                                 _effectiveness_rows(fs, systems, roles, baseline, primary)))
+        figure("folds", f"{primary} per fold", plots.fold_bars(fold_means, colour, primary))
+
+    # --- config
+    blocks.append("## Configuration")
+    if config is not None:
+        import yaml
+
+        dumped = yaml.safe_dump(_plain(config), sort_keys=False, allow_unicode=True, default_flow_style=False)
+        blocks.append("```yaml\n" + dumped.rstrip("\n") + "\n```")
+    else:
+        blocks.append("No configuration given.")
+    return blocks, figures
+
+
+def _markdown(blocks: Sequence[Any], image_src: Callable[[_Figure], str]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, _Figure):
+            parts.append(f"![{block.alt}]({image_src(block)})")
+        else:
+            parts.append(block)
+    return "\n\n".join(parts) + "\n"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #0072B2;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.8em 0;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f0f4f8}tr:nth-child(even) td{background:#fafafa}
+img{max-width:100%;height:auto;display:block;margin:.6em 0}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;border-radius:4px}code{font-size:.92em}
+details{margin:.6em 0}summary{cursor:pointer;color:#0072B2}
+"""
+
+
+def _html(markdown_text: str, title: str) -> str:
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+
+
+def write_report(
+    output_dir: Path,
+    *,
+    runs: Mapping[str, Run],
+    qrels: Qrels,
+    baseline: str,
+    teacher: str | None,
+    student: str | None,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    throughput: Mapping[str, Mapping[str, Any]] | None = None,
+    config: Any = None,
+    title: str = "rankdistill report",
+    folds: Mapping[str, Sequence[str]] | None = None,
+    tau_k: int = 100,
+    overlap_k: int = 10,
+) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` into ``output_dir``; return both paths.
+
+    ``runs`` maps a system name to its run; ``baseline``, ``teacher`` and ``student`` name entries of it.
+    The first measure is the primary one (plots, per-query deltas, W/T/L). The PNG figures are also
+    written to ``output_dir/report-plots/`` for the Markdown file; the HTML page embeds them.
+    """
+    output_dir = Path(output_dir)
+    if not runs:
+        raise RankdistillError("no runs to report on")
+    for role, name in (("baseline", baseline), ("teacher", teacher), ("student", student)):
+        if name is not None and name not in runs:
+            raise RankdistillError(f"{role} {name!r} is not one of the runs; choose one of {sorted(runs)}")
+    if not qrels:
+        raise RankdistillError("the qrels are empty: a report needs relevance judgements")
+    measures = list(measures)
+    if not measures:
+        raise RankdistillError("measures is empty; give at least one, e.g. nDCG@10")
+    if tau_k < 2 or overlap_k < 1:
+        raise RankdistillError(f"tau_k must be >= 2 and overlap_k >= 1 (got {tau_k}, {overlap_k})")
+    blocks, figures = _build(
+        runs=runs, qrels=qrels, baseline=baseline, teacher=teacher, student=student, measures=measures,
+        throughput=throughput, config=config, title=title, folds=folds, tau_k=tau_k, overlap_k=overlap_k,
+        now=_dt.datetime.now(_dt.timezone.utc),
+    )
+    for fig in figures:
+        with atomic_write(output_dir / PLOTS_DIR / f"{fig.name}.png", "wb") as handle:
+            handle.write(fig.png)
+    md_path, html_path = output_dir / "report.md", output_dir / "report.html"
+    with atomic_write(md_path) as handle:
+        handle.write(_markdown(blocks, lambda f: f"{PLOTS_DIR}/{f.name}.png"))
+    page = _html(_markdown(blocks, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")),
+                 title)
+    with atomic_write(html_path) as handle:
+        handle.write(page)
+    return md_path, html_path
