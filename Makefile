@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
+# Offline, ir_datasets reads a private, writable copy of the shared data (it writes docstores beside it).
+IRDS_COPY ?= out/ir_datasets
+
 demo: install
-	$(BIN)/python -m rankdistill.demo --shared $(SHARED)
+	@if [ -z "$$IR_DATASETS_HOME" ] && [ -d "$(SHARED)/ir_datasets" ] && [ ! -d "$(IRDS_COPY)" ]; then \
+		mkdir -p $(dir $(IRDS_COPY)) && cp -r "$(SHARED)/ir_datasets" "$(IRDS_COPY)" && chmod -R u+w "$(IRDS_COPY)"; fi
+	IR_DATASETS_HOME="$${IR_DATASETS_HOME:-$(abspath $(IRDS_COPY))}" $(BIN)/rankdistill pipeline examples/dl20-demo.yaml
 
 test: install
 	$(BIN)/python -m pytest -q

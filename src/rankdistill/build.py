@@ -312,7 +312,7 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
     for qid in track(qids, "sampling", disable=not progress):
         candidates = [docid for docid, _ in ranking[qid][: cfg.depth]]
         grades = (qrels or {}).get(qid, {})
-        relevant = [grades.get(d, 0) >= cfg.relevant_grade and d in grades for d in candidates]
+        relevant = [d in grades and grades[d] >= cfg.relevant_grade for d in candidates]
         chosen = sample_indices(len(candidates), cfg.sample_size, cfg.sampling, query_rng(cfg.seed, qid), relevant)
         if chosen is None:
             skipped.append(qid)
@@ -341,8 +341,8 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
                 "first_stage_rank": f[0] if f else None, "first_stage_score": f[1] if f else None,
                 "relevance": grades.get(docid) if qrels is not None else None, "_order": (idx, order),
             })
-        # target descending, ties in the sampled ranking's order (single-relevant keeps the relevant first)
-        items.sort(key=lambda r: (-r["target"], r["_order"][0] if cfg.sampling != "single-relevant" else r["_order"][1]))
+        # target descending, ties in the sampled ranking's order
+        items.sort(key=lambda r: (-r["target"], r["_order"]))
         for position, item in enumerate(items):
             item["position"] = position
             del item["_order"]
@@ -422,13 +422,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def read_set(path: str | Path, qids: Iterable[str] | None = None):
     """The set as a pyarrow Table (optionally only ``qids``), rows in file order."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     read_metadata(path)
     table = pq.read_table(path)
     if qids is not None:
-        table = table.filter(pc.is_in(table["qid"], value_set=__import__("pyarrow").array(list(qids), type="string")))
+        table = table.filter(pc.is_in(table["qid"], value_set=pa.array([str(q) for q in qids], type=pa.string())))
     return table
 
 

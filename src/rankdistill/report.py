@@ -49,25 +49,16 @@ class Scores:
     pvalues: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> measure -> Holm p
 
 
-def _holm(pvalues: Sequence[float]) -> list[float]:
-    # Holm's step-down correction by hand: scipy has none, and statsmodels is a heavy dependency for 6 lines.
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted = [1.0] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def _score(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], baseline: str) -> Scores:
-    """Per-query metrics with ir-measures and paired t-tests against ``baseline`` (Holm across systems).
+def _score(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], baseline: str,
+           test: str = "ttest") -> Scores:
+    """Per-query metrics with ir-measures and paired tests against ``baseline`` (Holm across systems).
 
     Queries are those judged in ``qrels`` that at least one run answers; a run that lacks one of them
     scores 0 there (trec_eval's ``-c``), so every system is averaged and tested over the same queries.
     """
     import ir_measures
-    from scipy import stats
+
+    from .significance import holm, paired_p_value
 
     parsed = {}
     for name in measures:
@@ -97,13 +88,9 @@ def _score(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], basel
     pvalues: dict[str, dict[str, float]] = {}
     others = [s for s in runs if s != baseline]
     for name in measures:
-        raw = []
-        for system in others:
-            a = [per_query[system][name][q] for q in qids]
-            b = [per_query[baseline][name][q] for q in qids]
-            p = stats.ttest_rel(a, b).pvalue if len(qids) > 1 else math.nan
-            raw.append(1.0 if math.isnan(p) else float(p))  # identical values: no evidence of a difference
-        for system, p in zip(others, _holm(raw)):
+        raw = [paired_p_value([per_query[s][name][q] for q in qids], [per_query[baseline][name][q] for q in qids],
+                              test) for s in others]
+        for system, p in zip(others, holm(raw)):
             pvalues.setdefault(system, {})[name] = p
     return Scores(list(measures), qids, means, per_query, pvalues)
 
@@ -215,6 +202,7 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
+TEST_NAMES = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 THROUGHPUT_LABELS = {
     "pairs_per_s": "pairs/s",
     "ms_per_query": "ms/query",
@@ -241,6 +229,37 @@ def _mark(scores: Scores, system: str, measure: str, baseline: str) -> str:
     if system == baseline or p is None or p >= ALPHA:
         return ""
     return "▲" if scores.means[system][measure] > scores.means[baseline][measure] else "▼"
+
+
+def _throughput_table(throughput: Mapping[str, Any], teacher: str | None) -> str:
+    """One row per system (nested mappings, e.g. per fold, give one row each); text columns left-aligned."""
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    for system, values in throughput.items():
+        if not isinstance(values, Mapping):
+            raise RankdistillError(
+                f"throughput[{system!r}] must map a figure name to its value (e.g. "
+                f"{{'pairs_per_s': 812.0, 'ms_per_query': 123.1}}), got {type(values).__name__}"
+            )
+        flat = {k: v for k, v in values.items() if not isinstance(v, Mapping)}
+        if flat or not values:
+            rows.append((system, flat))
+        rows += [(f"{system} · {k}", v) for k, v in values.items() if isinstance(v, Mapping)]
+    keys = list(dict.fromkeys(k for _, values in rows for k in values))
+    reference = throughput.get(teacher, {}) if teacher else {}
+    ref_ms = reference.get("ms_per_query") if isinstance(reference, Mapping) else None
+    speedup = isinstance(ref_ms, (int, float)) and not isinstance(ref_ms, bool) and ref_ms > 0
+    header = ["system", *(THROUGHPUT_LABELS.get(k, k) for k in keys)] + (["speed-up vs teacher"] if speedup else [])
+    numeric = [all(isinstance(v.get(k), (int, float)) or k not in v for _, v in rows) for k in keys]
+    align = "l" + "".join("r" if n else "l" for n in numeric) + ("r" if speedup else "")
+    table = []
+    for name, values in rows:
+        row = [name, *(_number(values[k]) if k in values else "–" for k in keys)]
+        if speedup:
+            ms = values.get("ms_per_query")
+            row.append(f"{ref_ms / ms:,.1f}×" if name != teacher and isinstance(ms, (int, float)) and ms > 0
+                       else "–")
+        table.append(row)
+    return _table(header, table, align)
 
 
 def _ci95(values: Sequence[float]) -> float:
@@ -284,6 +303,7 @@ def _build(
     folds: Mapping[str, Sequence[str]] | None,
     tau_k: int,
     overlap_k: int,
+    test: str,
     now: _dt.datetime,
 ) -> tuple[list[Any], list[_Figure]]:
     """The report as a list of Markdown blocks, with figures as placeholders (``_Figure``)."""
@@ -299,7 +319,7 @@ def _build(
     ordered = {s: runs[s] for s in systems}
     colour = plots.colours(systems, roles)
     primary = measures[0]
-    scores = _score(ordered, qrels, measures, baseline)
+    scores = _score(ordered, qrels, measures, baseline, test)
     n = len(scores.qids)
     blocks: list[Any] = []
     figures: list[_Figure] = []
@@ -321,12 +341,13 @@ def _build(
     blocks.append("## Effectiveness")
     blocks.append(
         f"Mean over {n} judged queries. ▲/▼: significantly better/worse than the baseline `{baseline}` "
-        f"(paired t-test, Holm–Bonferroni correction across the {compared} compared system"
+        f"({TEST_NAMES[test]}, Holm–Bonferroni correction across the {compared} compared system"
         f"{'s' if compared != 1 else ''} per measure, α = {ALPHA}). "
         f"W/T/L: queries where the system's {primary} is higher/equal/lower than the baseline's."
     )
     header = ["system", "role", *measures, f"W/T/L ({primary})"]
-    blocks.append(_table(header, _effectiveness_rows(scores, systems, roles, baseline, primary)))
+    blocks.append(_table(header, _effectiveness_rows(scores, systems, roles, baseline, primary),
+                         "ll" + "r" * (len(header) - 2)))
     if compared:
         prow = [[s, *(_pvalue(scores.pvalues[s][m]) for m in measures)] for s in systems if s != baseline]
         blocks.append(f"Holm-corrected p-values against `{baseline}`:")
@@ -408,25 +429,7 @@ def _build(
     # --- throughput
     blocks.append("## Throughput and cost per query")
     if throughput:
-        for system, values in throughput.items():
-            if not isinstance(values, Mapping):
-                raise RankdistillError(
-                    f"throughput[{system!r}] must map a figure name to its value (e.g. "
-                    f"{{'pairs_per_s': 812.0, 'ms_per_query': 123.1}}), got {type(values).__name__}"
-                )
-        keys = list(dict.fromkeys(k for values in throughput.values() for k in values))
-        speedup = (teacher in throughput and isinstance(throughput[teacher].get("ms_per_query"), (int, float))
-                   and throughput[teacher]["ms_per_query"] > 0)
-        header = ["system", *(THROUGHPUT_LABELS.get(k, k) for k in keys)] + (["× teacher speed"] if speedup else [])
-        rows = []
-        for system, values in throughput.items():
-            row = [system, *(_number(values.get(k, math.nan)) for k in keys)]
-            if speedup:
-                ms = values.get("ms_per_query")
-                row.append(f"{throughput[teacher]['ms_per_query'] / ms:,.1f}×"
-                           if isinstance(ms, (int, float)) and ms > 0 else "–")
-            rows.append(row)
-        blocks.append(_table(header, rows))
+        blocks.append(_throughput_table(throughput, teacher))
     else:
         blocks.append("Not measured in this run.")
 
@@ -444,11 +447,11 @@ def _build(
                     f"(e.g. {sorted(wanted)[:3]}); folds must list evaluated query ids"
                 )
             fold_runs = {s: {q: r for q, r in run.items() if q in wanted} for s, run in ordered.items()}
-            fs = _score(fold_runs, fold_qrels, measures, baseline)
+            fs = _score(fold_runs, fold_qrels, measures, baseline, test)
             fold_means[name] = {s: fs.means[s][primary] for s in systems}
             blocks.append(f"### {name} ({len(fs.qids)} queries)")
-            blocks.append(_table(["system", "role", *measures, f"W/T/L ({primary})"],
-                                 _effectiveness_rows(fs, systems, roles, baseline, primary)))
+            blocks.append(_table(header, _effectiveness_rows(fs, systems, roles, baseline, primary),
+                                 "ll" + "r" * (len(header) - 2)))
         figure("folds", f"{primary} per fold", plots.fold_bars(fold_means, colour, primary))
 
     # --- config
@@ -510,12 +513,16 @@ def write_report(
     folds: Mapping[str, Sequence[str]] | None = None,
     tau_k: int = 100,
     overlap_k: int = 10,
+    test: str = "ttest",
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into ``output_dir``; return both paths.
 
     ``runs`` maps a system name to its run; ``baseline``, ``teacher`` and ``student`` name entries of it.
     The first measure is the primary one (plots, per-query deltas, W/T/L). The PNG figures are also
     written to ``output_dir/report-plots/`` for the Markdown file; the HTML page embeds them.
+    ``throughput`` maps a system to its figures (``pairs_per_s``, ``ms_per_query``, ``usd_per_query``, any
+    other key is shown as named); a nested mapping (e.g. per fold) becomes one row per inner key.
+    ``tau_k``/``overlap_k`` set the depths of the agreement measures; ``test`` is ``ttest`` or ``wilcoxon``.
     """
     output_dir = Path(output_dir)
     if not runs:
@@ -528,12 +535,14 @@ def write_report(
     measures = list(measures)
     if not measures:
         raise RankdistillError("measures is empty; give at least one, e.g. nDCG@10")
+    if test not in TEST_NAMES:
+        raise RankdistillError(f"test {test!r} is unknown; choose one of {', '.join(TEST_NAMES)}")
     if tau_k < 2 or overlap_k < 1:
         raise RankdistillError(f"tau_k must be >= 2 and overlap_k >= 1 (got {tau_k}, {overlap_k})")
     blocks, figures = _build(
         runs=runs, qrels=qrels, baseline=baseline, teacher=teacher, student=student, measures=measures,
         throughput=throughput, config=config, title=title, folds=folds, tau_k=tau_k, overlap_k=overlap_k,
-        now=_dt.datetime.now(_dt.timezone.utc),
+        test=test, now=_dt.datetime.now(_dt.timezone.utc),
     )
     for fig in figures:
         with atomic_write(output_dir / PLOTS_DIR / f"{fig.name}.png", "wb") as handle:

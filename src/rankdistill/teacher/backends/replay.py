@@ -70,8 +70,8 @@ def read_recording(path: str | Path) -> list[dict]:
         try:
             value, end = decoder.raw_decode(raw, pos)
         except json.JSONDecodeError as exc:
-            if raw[pos:].strip() and raw.endswith("\n") is False and "\n" not in raw[pos:]:
-                break  # a torn last line of an append-only recording (the writer was killed): ignore it
+            if "\n" not in raw[pos:]:
+                break  # a torn last line of an append-only recording (its writer was killed): ignore it
             raise InputFormatError(path, raw.count("\n", 0, exc.pos) + 1, f"not valid JSON ({exc.msg})") from None
         line = raw.count("\n", 0, pos) + 1
         for item in value if isinstance(value, list) else [value]:

@@ -1,0 +1,108 @@
+"""``rankdistill build``: sample a distillation set (parquet) from teacher / first-stage runs and qrels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
+
+HELP = """Write a distillation set: per query, candidates sampled from a ranking with the student's targets.
+
+Give any of --teacher-run / --first-stage-run / --qrels, as long as one supplies the --targets.
+Sampling (as lightning-ir's RunDataset): top = the first k of the top d; random = k uniformly from the top d;
+log-random = k from the top d with weight 1/ln(1+rank); top-and-random = the first k//2 plus k-k//2 random
+from the rest of the top d; single-relevant = one judged-relevant passage (qrels grade >= --relevant-grade)
+plus k-1 hard negatives from the top d of the --negatives run that are not judged relevant (queries with no
+relevant passage there are skipped and counted). The teacher run is sampled if given, else the first stage.
+Targets (higher = better): rank = d - rank + 1 (0 when unranked), score = the ranking's score,
+relevance = qrels grade (unjudged = 0).
+
+--config FILE.yaml sets the same options (keys are the option names, '-' or '_'; relative paths are
+relative to the YAML file); flags given on the command line win over the file.
+"""
+
+
+def build_command(
+    ctx: typer.Context,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Parquet file to write (required, here or in --config).")] = None,
+    teacher_run: Annotated[Optional[Path], typer.Option("--teacher-run", help="Teacher's TREC run (rank column = teacher's order).")] = None,
+    first_stage_run: Annotated[Optional[Path], typer.Option("--first-stage-run", help="First-stage TREC run: hard negatives; default: the dataset's scoreddocs, if any.")] = None,
+    qrels: QrelsOpt = None,
+    dataset: DatasetOpt = None,
+    queries: QueriesOpt = None,
+    corpus: CorpusOpt = None,
+    split: SplitOpt = "test",
+    fix_encoding: FixEncodingOpt = False,
+    depth: Annotated[int, typer.Option("--depth", help="d: candidates come from the top d of the ranking.")] = 100,
+    sample_size: Annotated[int, typer.Option("--sample-size", "-k", help="k: passages per query (shorter lists keep all they have).")] = 100,
+    sampling: Annotated[str, typer.Option("--sampling", help="top | random | log-random | top-and-random | single-relevant.")] = "top",
+    targets: Annotated[str, typer.Option("--targets", help="rank | score | relevance: what the student learns (higher = better).")] = "rank",
+    negatives: Annotated[str, typer.Option("--negatives", help="first-stage | teacher: the run single-relevant draws its hard negatives from.")] = "first-stage",
+    relevant_grade: Annotated[int, typer.Option("--relevant-grade", help="Lowest qrels grade counted as relevant by single-relevant.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed; each query's generator derives from it and the query id.")] = 0,
+    qids: Annotated[Optional[str], typer.Option("--qids", help="Only these queries: comma-separated ids, or a file with one id a line.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of these options; explicit flags win.")] = None,
+) -> None:
+    from click.core import ParameterSource
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..build import BuildConfig, build_from_config, describe_counts, describe_validation_error, read_metadata
+
+    flags = dict(
+        output=output, teacher_run=teacher_run, first_stage_run=first_stage_run, qrels=qrels, dataset=dataset,
+        queries=queries, corpus=corpus, split=split, fix_encoding=fix_encoding, depth=depth, sample_size=sample_size,
+        sampling=sampling, targets=targets, negatives=negatives, relevant_grade=relevant_grade, seed=seed, qids=qids,
+    )
+    values: dict[str, Any] = _read_yaml(config) if config else {}
+    for name, value in flags.items():
+        explicit = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+        if explicit or name not in values:
+            values[name] = value
+    try:
+        cfg = BuildConfig.model_validate(values)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, str(config) if config else "") from None
+    path = build_from_config(cfg)
+    counts = read_metadata(path)["counts"]
+    table = Table(title=f"distillation set {path}", show_header=False)
+    for key, text in describe_counts(counts):
+        table.add_row(key, text)
+    Console().print(table)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from ..errors import RankdistillError
+
+    if not path.is_file():
+        raise RankdistillError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RankdistillError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise RankdistillError(f"{path}: expected a mapping of option names to values")
+    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    base = path.parent
+    for key in ("output", "teacher_run", "first_stage_run", "qrels", "queries", "corpus"):
+        if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
+            values[key] = str(base / values[key])
+    ds = values.get("dataset")
+    if isinstance(ds, str) and not ds.startswith("irds:") and not Path(ds).is_absolute():
+        values["dataset"] = str(base / ds)
+    q = values.get("qids")
+    if isinstance(q, str) and (base / q).is_file():
+        values["qids"] = str(base / q)
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build", help=HELP)(build_command)
