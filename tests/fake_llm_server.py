@@ -11,6 +11,8 @@ Faults are injected on chosen requests, numbered 1, 2, ... in arrival order:
 connection without an answer), ``"malformed"`` (HTTP 200, body not JSON), ``"nochoices"`` (HTTP 200 JSON
 with an empty ``choices`` list). A callable ``fault(n, request) -> str | None`` may be given instead.
 
+``delay`` (seconds, or ``delay(n, request)``) slows every answer down, e.g. to kill a client mid-run.
+
 Every request is logged to a JSONL file twice: ``event="recv"`` when it arrives and ``event="done"`` when
 the server has finished with it (``delivered`` is true only when a valid answer was fully written). The log
 holds a hash of the messages, never the Authorization header. The server stops by itself after
@@ -82,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
 
     def do_GET(self) -> None:  # noqa: N802
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path == "/v1/models":
             self._send(200, json.dumps({"object": "list", "data": [{"id": self.server.model, "object": "model"}]}).encode())
         else:
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}).encode())
@@ -90,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         srv = self.server
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if self.path != "/v1/chat/completions":
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}).encode())
             return
         try:
@@ -128,8 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 401
                 self._send(401, json.dumps({"error": {"message": msg, "type": "invalid_request_error"}}).encode())
                 return
-            if srv.delay:
-                srv.stopping.wait(srv.delay)
+            delay = srv.delay(n, request) if callable(srv.delay) else srv.delay
+            if delay:
+                srv.stopping.wait(delay)
             if fault is not None and fault.startswith("429"):
                 seconds = fault.partition(":")[2] or "1"
                 if fault.startswith("429-date"):
@@ -184,6 +187,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timeout, SIGKILL) is expected here; anything else is printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
 
 class FakeLLMServer:
     """Start with ``with FakeLLMServer(log_path) as server: ... server.base_url ...``."""
@@ -193,7 +203,7 @@ class FakeLLMServer:
         log_path: str | Path,
         *,
         faults: dict[int, str] | Callable[[int, dict], str | None] | None = None,
-        delay: float = 0.0,
+        delay: float | Callable[[int, dict], float] = 0.0,
         hang_seconds: float = 30.0,
         lifetime: float = 120.0,
         expected_key: str | None = None,
@@ -284,3 +294,67 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- toy data and the expected teacher, computed independently of rankdistill.teacher -------------------
+
+
+def write_toy_collection(folder: Path, *, n_queries: int = 3, n_candidates: int = 30, n_docs: int = 45, seed: int = 0) -> Path:
+    """queries.tsv, passages.tsv (with qz/pz markers) and a first-stage run.trec in ``folder``; returns the run path.
+
+    Candidate lists overlap across queries and start in a seeded random order (not the fake teacher's).
+    """
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    docids = [f"d{k:03d}" for k in range(n_docs)]
+    (folder / "queries.tsv").write_text("".join(f"q{q}\tqzq{q} what do passages say about topic {q}\n" for q in range(n_queries)))
+    (folder / "passages.tsv").write_text("".join(f"{d}\tpz{d} passage {d} text with some words [{k}] about things\n" for k, d in enumerate(docids)))
+    lines = []
+    for q in range(n_queries):
+        for rank, d in enumerate(rng.sample(docids, n_candidates), 1):
+            lines.append(f"q{q} Q0 {d} {rank} {float(n_candidates - rank + 1)} bm25\n")
+    run = folder / "run.trec"
+    run.write_text("".join(lines))
+    return run
+
+
+def first_stage(run_path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in Path(run_path).read_text().splitlines():
+        qid, _, docid, _rank, _score, _tag = line.split()
+        out.setdefault(qid, []).append(docid)
+    return out
+
+
+def expected_teacher(candidates: list[str], qid: str, *, window: int, stride: int) -> tuple[list[str], list[list[str]]]:
+    """The fake teacher's sliding-window result: (final order, the window contents in the order asked).
+
+    Windows walk bottom-up: starts n-window, n-window-stride, ..., 0 (only lists where that ends at 0 exactly,
+    so RankGPT's and rank_llm's loops agree).
+    """
+    n = len(candidates)
+    assert n >= window and (n - window) % stride == 0, "pick n, window, stride so the windows tile exactly"
+    order = list(candidates)
+    asked = []
+    for start in range(n - window, -1, -stride):
+        win = order[start : start + window]
+        asked.append(list(win))
+        order[start : start + window] = [win[i] for i in rank_window(qid, win)]
+    return order, asked
+
+
+def read_trec(path: Path) -> dict[str, list[str]]:
+    """qid -> docids in rank order (checks ranks are 1..n and scores strictly decrease)."""
+    out: dict[str, list[tuple[int, float, str]]] = {}
+    for line in Path(path).read_text().splitlines():
+        qid, _, docid, rank, score, _tag = line.split()
+        out.setdefault(qid, []).append((int(rank), float(score), docid))
+    result = {}
+    for qid, rows in out.items():
+        assert [r for r, _, _ in rows] == list(range(1, len(rows) + 1)), f"ranks of {qid} are not 1..n"
+        scores = [s for _, s, _ in rows]
+        assert all(a > b for a, b in zip(scores, scores[1:])), f"scores of {qid} do not strictly decrease"
+        result[qid] = [d for _, _, d in rows]
+    return result

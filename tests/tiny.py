@@ -28,7 +28,9 @@ def tiny_bert_tokenizer(folder: Path):
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab(folder / "vocab.txt")
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=512)
+    # transformers 5 reads ``vocab`` (``vocab_file`` is silently ignored there, leaving only the 5 special
+    # tokens, so every word became [UNK]); transformers 4 reads ``vocab_file``. Pass both.
+    return BertTokenizerFast(vocab=str(vocab), vocab_file=str(vocab), do_lower_case=True, model_max_length=512)
 
 
 def tiny_encoder_dir(folder: Path, kind: str = "bert", seed: int = 0) -> Path:

@@ -24,6 +24,7 @@ _API = {
     "evaluate": "evaluate",
     "teach": "teacher.teach",
     "build": "build",
+    "make_loss": "losses",
     "train": "train",
     "rerank": "rerank",
     "pipeline": "pipeline",

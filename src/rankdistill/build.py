@@ -116,7 +116,7 @@ def describe_validation_error(exc: ValidationError, where: str = "") -> Rankdist
         elif err["type"] == "extra_forbidden":
             msg = f"unknown option; known options: {', '.join(BuildConfig.model_fields)}"
         elif err["type"] == "missing":
-            msg = "required, but not given"
+            msg = f"required: pass --{key.replace('_', '-')} or set '{key}' in the --config file"
         else:
             msg = err["msg"]
         problems.append(f"{key}: {msg}")
@@ -219,7 +219,7 @@ def build(
     """Write a distillation set (parquet) and return its path; see the module docstring for the rules.
 
     Queries: ``qids`` (a list, a comma-separated string or a file with one id a line) if given, else every
-    query of the runs (teacher and first stage, in file order), else of the qrels. Queries that
+    query of the sampled ranking, in its file order. Queries that
     ``single-relevant`` cannot serve (no judged-relevant passage in the top ``depth``) are skipped and
     counted, as the paper's datasets do; every other problem is an error naming the ids.
     """
@@ -288,11 +288,7 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
         raise RankdistillError("nothing to learn from: pass --teacher-run, --first-stage-run or --qrels")
 
     # the queries
-    if cfg.qids is not None:
-        qids = list(dict.fromkeys(cfg.qids))
-    else:
-        sources = [r for r in (teacher, first) if r is not None] or [ranking]
-        qids = list(dict.fromkeys(q for r in sources for q in r))
+    qids = list(dict.fromkeys(cfg.qids)) if cfg.qids is not None else list(ranking)
     no_text = [q for q in qids if not (coll.queries.get(q) or "").strip()]
     if no_text:
         raise RankdistillError(
@@ -475,4 +471,6 @@ def describe_counts(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
     lines.append(("first-stage-ranked", str(stats["with_first_stage_rank"])))
     if not math.isfinite(tg["mean"]):
         lines.append(("warning", "non-finite targets"))
+    elif tg["distinct"] == 1:
+        lines.append(("warning", "every target is the same: a ranking loss has nothing to learn from this set"))
     return lines

@@ -194,8 +194,10 @@ class SqliteCorpus:
 
 def _irds_error(dataset_id: str, exc: BaseException) -> RankdistillError:
     home = os.environ.get("IR_DATASETS_HOME", "~/.ir_datasets")
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    detail = detail if len(detail) <= 120 else detail[:117] + "..."
     return RankdistillError(
-        f"ir_datasets could not provide {dataset_id!r} ({type(exc).__name__}: {exc}); it looked in "
+        f"ir_datasets could not provide {dataset_id!r} ({type(exc).__name__}: {detail}); it looked in "
         f"IR_DATASETS_HOME={home}. With no network, point IR_DATASETS_HOME at a folder that already holds the "
         "data (e.g. a copy of ../shared/data/ir_datasets), or pass local files: --dataset FOLDER (BEIR layout) "
         "or --queries/--corpus/--qrels."

@@ -81,6 +81,7 @@ class EvaluationResult:
     test: str = "ttest"
     alpha: float = 0.05
     comparisons: dict[str, dict[str, Comparison]] = field(default_factory=dict)  # run -> measure -> test
+    graded: bool = False  # the qrels use grades above 1, so the relevance level of binary measures matters
 
     def mean(self, run: str, measure: str) -> float:
         values = self.per_query[run][measure]
@@ -228,10 +229,12 @@ def evaluate(
     per_query: bool = False,
     output: str | Path | None = None,
     split: str = "test",
+    names: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Evaluate runs on the qrels' queries; with ``baseline``, test every other run against it.
 
-    ``runs`` are TREC run files (labelled by file name) or a ``{label: Run or path}`` mapping.
+    ``runs`` are TREC run files (labelled by file name, or by ``names`` in the same order) or a
+    ``{label: Run or path}`` mapping.
     ``baseline`` is one of the runs (by path or label), or another run file, which is then added first.
     ``output`` writes CSV/JSON/Markdown by extension; ``per_query`` adds per-query values to it.
     """
@@ -242,7 +245,7 @@ def evaluate(
     if not 0 < alpha < 1:
         raise RankdistillError(f"alpha must lie between 0 and 1, not {alpha}")
     parsed = parse_measures(measures, rel)
-    names = [str(m) for m in parsed]
+    measure_names = [str(m) for m in parsed]
     qrels_map = _qrels_for(dataset, qrels, split)
     if not qrels_map:
         raise RankdistillError("the qrels are empty; nothing to evaluate against")
@@ -254,7 +257,9 @@ def evaluate(
         sources: dict[str, Run | str | Path] = dict(runs)
     else:
         paths = [Path(r) for r in runs]
-        sources = dict(zip(_labels(paths), paths))
+        if names is not None and (len(names) != len(paths) or len(set(names)) != len(names)):
+            raise RankdistillError(f"give one distinct name per run: {len(paths)} runs, names {list(names)}")
+        sources = dict(zip(list(names) if names is not None else _labels(paths), paths))
     if not sources:
         raise RankdistillError("name at least one run to evaluate")
     baseline_label: str | None = None
@@ -265,29 +270,34 @@ def evaluate(
                 baseline_label = label
                 break
         if baseline_label is None:
+            if not wanted.is_file():
+                raise RankdistillError(
+                    f"baseline {str(baseline)!r} is neither one of the runs ({', '.join(sources)}) nor a run file"
+                )
             label = wanted.name if wanted.name not in sources else str(wanted)
             sources = {label: wanted, **sources}
             baseline_label = label
 
     queries = sorted(qrels_map, key=_natural_key)
-    result = EvaluationResult(runs=list(sources), measures=names, queries=queries, per_query={},
-                              baseline=baseline_label, test=test, alpha=alpha)
+    result = EvaluationResult(runs=list(sources), measures=measure_names, queries=queries, per_query={},
+                              baseline=baseline_label, test=test, alpha=alpha,
+                              graded=any(g > 1 for docs in qrels_map.values() for g in docs.values()))
     for label, src in sources.items():
         run = read_run(src) if isinstance(src, (str, Path)) else src
         if isinstance(src, (str, Path)):
             result.paths[label] = str(src)
-        scored = {qid: {docid: float(score) for docid, score in ranked} for qid, ranked in run.items() if qid in qrels_map}
-        values: dict[str, dict[str, float]] = {name: {} for name in names}
+        scored = {qid: {docid: float(score) for docid, score in ranked} for qid, ranked in run.items() if qid in qrels_map and ranked}
+        values: dict[str, dict[str, float]] = {name: {} for name in measure_names}
         for metric in ir_measures.iter_calc(parsed, qrels_map, scored):
             values[str(metric.measure)][metric.query_id] = float(metric.value)
         result.missing[label] = [q for q in queries if not scored.get(q)]
         # trec_eval -c: every qrels query counts, 0 where the run has no value
-        result.per_query[label] = {name: {q: values[name].get(q, 0.0) for q in queries} for name in names}
+        result.per_query[label] = {name: {q: values[name].get(q, 0.0) for q in queries} for name in measure_names}
 
     if baseline_label is not None:
         others = [r for r in result.runs if r != baseline_label]
         base = result.per_query[baseline_label]
-        for name in names:
+        for name in measure_names:
             base_vec = [base[name][q] for q in queries]
             p_values = [paired_p_value([result.per_query[r][name][q] for q in queries], base_vec, test) for r in others]
             for run_label, p, p_corr in zip(others, p_values, holm(p_values)):

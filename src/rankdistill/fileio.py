@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # mkstemp makes 0600 files; outputs get the usual permissions
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` only on success."""
@@ -23,6 +32,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -41,6 +51,8 @@ def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
         os.close(fd)
         try:
             yield Path(tmp)
+            if os.path.isfile(tmp):
+                os.chmod(tmp, _FILE_MODE)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -15,7 +16,8 @@ from matplotlib.figure import Figure
 
 # Colour per role, so a system keeps its colour across figures (the Okabe-Ito palette reads in grey too).
 ROLE_COLOURS = {"baseline": "#999999", "teacher": "#E69F00", "student": "#0072B2"}
-OTHER_COLOURS = ("#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+OTHER_COLOURS = ("#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+CONTRAST = "#009E73"  # bars of a student-minus-teacher difference
 DPI = 100
 
 
@@ -25,6 +27,10 @@ def _png(fig: Figure) -> bytes:
     # No "Software"/date metadata: the same data gives the same bytes.
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def _wrap(label: str, width: int = 16) -> str:
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
 
 
 def colours(systems: Sequence[str], roles: Mapping[str, str]) -> dict[str, str]:
@@ -46,20 +52,20 @@ def system_bars(
 ) -> bytes:
     """Mean of ``measure`` per system, with a 95% confidence bar and the significance mark on top."""
     names = list(means)
-    fig = Figure(figsize=(max(4.0, 1.3 * len(names) + 1.5), 3.6))
+    fig = Figure(figsize=(max(4.5, 1.6 * len(names) + 1.5), 3.8))
     ax = fig.add_subplot()
     xs = range(len(names))
     values = [means[n] for n in names]
     ax.bar(xs, values, color=[colour[n] for n in names], yerr=[errors.get(n, 0.0) for n in names],
            capsize=4, edgecolor="black", linewidth=0.5)
-    for x, name, value in zip(xs, names, values):
+    for x, name, value in zip(xs, names, values, strict=True):
         label = f"{value:.4f}{(' ' + marks[name]) if marks.get(name) else ''}"
         ax.text(x, value + errors.get(name, 0.0) + 0.01, label, ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(list(xs), names, rotation=15 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
-    top = max((v + errors.get(n, 0.0) for n, v in zip(names, values)), default=1.0)
+    ax.set_xticks(list(xs), [_wrap(n) for n in names], fontsize=8)
+    top = max((v + errors.get(n, 0.0) for n, v in zip(names, values, strict=True)), default=1.0)
     ax.set_ylim(0, max(top * 1.15, 0.1))
     ax.set_ylabel(measure)
-    ax.set_title(f"{measure} per system (bars: 95% CI of the mean)", fontsize=10)
+    ax.set_title(f"{measure} per system (whiskers: 95% CI of the mean)", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 
@@ -99,9 +105,11 @@ def agreement_histograms(taus: Sequence[float], overlaps: Sequence[float], tau_k
     fig = Figure(figsize=(10, 3.2))
     left, right = fig.subplots(1, 2)
     finite = [t for t in taus if not math.isnan(t)]
-    left.hist(finite, bins=[i / 10 for i in range(-10, 11)], color=ROLE_COLOURS["student"], edgecolor="black",
+    # Bins of 0.05 on [-1, 1]; the axis starts just below the lowest tau so a tight cluster stays readable.
+    left.hist(finite, bins=[i / 20 for i in range(-20, 21)], color=ROLE_COLOURS["student"], edgecolor="black",
               linewidth=0.5)
-    left.set_xlim(-1, 1)
+    low = math.floor(min(finite, default=-1.0) * 10) / 10 - 0.05
+    left.set_xlim(max(-1.0, low), 1.0)
     left.set_xlabel(f"Kendall's τ (common docs of the top-{tau_k})")
     left.set_ylabel("queries")
     if finite:
@@ -133,13 +141,13 @@ def fold_bars(table: Mapping[str, Mapping[str, float]], colour: Mapping[str, str
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(folds))]
         ys = [table[f].get(system, math.nan) for f in folds]
         ax.bar(xs, ys, width=width, color=colour[system], edgecolor="black", linewidth=0.5, label=system)
-        for x, y in zip(xs, ys):
+        for x, y in zip(xs, ys, strict=True):
             if not math.isnan(y):
                 ax.text(x, y + 0.01, f"{y:.3f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(folds)), folds)
     ax.set_ylabel(measure)
-    ax.set_ylim(0, max([v for f in folds for v in table[f].values()] + [0.1]) * 1.2)
-    ax.legend(fontsize=8, frameon=False, ncols=min(len(systems), 4), loc="upper left")
+    ax.set_ylim(0, max([v for f in folds for v in table[f].values() if not math.isnan(v)] + [0.1]) * 1.12)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{measure} per fold", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)

@@ -17,13 +17,14 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .errors import RankdistillError
+from .evaluate import MARK_BETTER, MARK_WORSE
 from .fileio import atomic_write
 from .runs import Qrels, Run
 
@@ -40,59 +41,42 @@ VERSIONED = ("rankdistill", "torch", "transformers", "sentence-transformers", "i
 
 @dataclass
 class Scores:
-    """Metric values the report shows: means, per-query values and corrected p-values vs the baseline."""
+    """What the report shows of an evaluation: means, per-query values, corrected p-values and marks."""
 
     measures: list[str]
     qids: list[str]
     means: dict[str, dict[str, float]]  # system -> measure -> mean over qids
     per_query: dict[str, dict[str, dict[str, float]]]  # system -> measure -> qid -> value
-    pvalues: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> measure -> Holm p
+    pvalues: dict[str, dict[str, float]]  # system -> measure -> Holm-corrected p against the baseline
+    marks: dict[str, dict[str, str]]  # system -> measure -> significance mark ("" when not significant)
 
 
 def _score(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], baseline: str,
            test: str = "ttest") -> Scores:
-    """Per-query metrics with ir-measures and paired tests against ``baseline`` (Holm across systems).
+    """Metrics and tests from ``rankdistill.evaluate``, so the report and ``rankdistill evaluate`` agree.
 
-    Queries are those judged in ``qrels`` that at least one run answers; a run that lacks one of them
-    scores 0 there (trec_eval's ``-c``), so every system is averaged and tested over the same queries.
+    That means: every qrels query counts (a run lacking one scores 0 there, as ``trec_eval -c``), and
+    each system is tested against ``baseline`` with Holm's correction across the compared systems.
     """
-    import ir_measures
+    from .evaluate import evaluate
 
-    from .significance import holm, paired_p_value
-
-    parsed = {}
-    for name in measures:
-        try:
-            parsed[name] = ir_measures.parse_measure(name)
-        except Exception as exc:  # ir_measures raises ValueError/NameError/SyntaxError for bad strings
-            raise RankdistillError(
-                f"measure {name!r} is not an ir-measures measure ({exc}); use e.g. nDCG@10, RR@10, R@100, AP"
-            ) from None
-    answered = set().union(*(run.keys() for run in runs.values())) if runs else set()
-    qids = sorted(q for q in qrels if q in answered)
-    if not qids:
+    answered = set().union(*(run.keys() for run in runs.values()))
+    if not answered & set(qrels):
         raise RankdistillError(
             "no query of the runs is judged in the qrels: check that runs and qrels use the same query ids "
             f"(runs e.g. {sorted(answered)[:3]}, qrels e.g. {sorted(qrels)[:3]})"
         )
-    judged = {q: qrels[q] for q in qids}
-    by_measure = {m: name for name, m in parsed.items()}
-    per_query: dict[str, dict[str, dict[str, float]]] = {}
-    for system, run in runs.items():
-        values = {name: dict.fromkeys(qids, 0.0) for name in measures}
-        as_scores = {q: {d: float(s) for d, s in run[q]} for q in qids if q in run}
-        for metric in ir_measures.iter_calc(list(parsed.values()), judged, as_scores):
-            values[by_measure[metric.measure]][metric.query_id] = float(metric.value)
-        per_query[system] = values
-    means = {s: {m: statistics.fmean(v[m].values()) for m in measures} for s, v in per_query.items()}
-    pvalues: dict[str, dict[str, float]] = {}
-    others = [s for s in runs if s != baseline]
-    for name in measures:
-        raw = [paired_p_value([per_query[s][name][q] for q in qids], [per_query[baseline][name][q] for q in qids],
-                              test) for s in others]
-        for system, p in zip(others, holm(raw)):
-            pvalues.setdefault(system, {})[name] = p
-    return Scores(list(measures), qids, means, per_query, pvalues)
+    result = evaluate(dict(runs), qrels=qrels, measures=measures, baseline=baseline, test=test, alpha=ALPHA)
+    comps = result.comparisons
+    return Scores(
+        measures=list(result.measures),
+        qids=list(result.queries),
+        means=result.means,
+        per_query=result.per_query,
+        pvalues={s: {m: c.p_corrected for m, c in by_m.items()} for s, by_m in comps.items()},
+        marks={s: {m: comps.get(s, {}).get(m).mark if m in comps.get(s, {}) else "" for m in result.measures}
+               for s in result.runs},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- agreement
@@ -210,11 +194,19 @@ THROUGHPUT_LABELS = {
     "usd_per_query": "USD/query",
     "usd_per_1k_queries": "USD/1k queries",
     "tokens_per_query": "tokens/query",
+    "seconds": "stage time (s)",
     "device": "device",
 }
 
 
 # ----------------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class _Raw:
+    """A block of HTML the report writes itself (never user text): kept as is in both outputs."""
+
+    html: str
 
 
 @dataclass
@@ -224,15 +216,12 @@ class _Figure:
     png: bytes
 
 
-def _mark(scores: Scores, system: str, measure: str, baseline: str) -> str:
-    p = scores.pvalues.get(system, {}).get(measure)
-    if system == baseline or p is None or p >= ALPHA:
-        return ""
-    return "▲" if scores.means[system][measure] > scores.means[baseline][measure] else "▼"
+def _mark(scores: Scores, system: str, measure: str) -> str:
+    return scores.marks.get(system, {}).get(measure, "")
 
 
-def _throughput_table(throughput: Mapping[str, Any], teacher: str | None) -> str:
-    """One row per system (nested mappings, e.g. per fold, give one row each); text columns left-aligned."""
+def _throughput_table(throughput: Mapping[str, Any], teacher: str | None) -> str | None:
+    """One row per system (nested mappings, e.g. per fold, give one row each); None when nothing was measured."""
     rows: list[tuple[str, Mapping[str, Any]]] = []
     for system, values in throughput.items():
         if not isinstance(values, Mapping):
@@ -245,6 +234,9 @@ def _throughput_table(throughput: Mapping[str, Any], teacher: str | None) -> str
             rows.append((system, flat))
         rows += [(f"{system} · {k}", v) for k, v in values.items() if isinstance(v, Mapping)]
     keys = list(dict.fromkeys(k for _, values in rows for k in values))
+    if not keys:
+        return None
+    rows = [(name, values) for name, values in rows if values]
     reference = throughput.get(teacher, {}) if teacher else {}
     ref_ms = reference.get("ms_per_query") if isinstance(reference, Mapping) else None
     speedup = isinstance(ref_ms, (int, float)) and not isinstance(ref_ms, bool) and ref_ms > 0
@@ -276,7 +268,7 @@ def _effectiveness_rows(scores: Scores, systems: Sequence[str], roles: Mapping[s
     for system in systems:
         row = [system, roles.get(system, "")]
         for m in scores.measures:
-            mark = _mark(scores, system, m, baseline)
+            mark = _mark(scores, system, m)
             row.append(f"{scores.means[system][m]:.4f}" + (f" {mark}" if mark else ""))
         if system == baseline:
             row.append("–")
@@ -306,7 +298,7 @@ def _build(
     test: str,
     now: _dt.datetime,
 ) -> tuple[list[Any], list[_Figure]]:
-    """The report as a list of Markdown blocks, with figures as placeholders (``_Figure``)."""
+    """The report as a list of Markdown blocks, with figures (``_Figure``) and fixed HTML (``_Raw``) apart."""
     from . import plots
 
     roles = {baseline: "baseline"}
@@ -318,8 +310,9 @@ def _build(
     systems += [s for s in runs if s not in systems]
     ordered = {s: runs[s] for s in systems}
     colour = plots.colours(systems, roles)
-    primary = measures[0]
     scores = _score(ordered, qrels, measures, baseline, test)
+    measures = scores.measures  # as ir-measures spells them
+    primary = measures[0]
     n = len(scores.qids)
     blocks: list[Any] = []
     figures: list[_Figure] = []
@@ -340,7 +333,8 @@ def _build(
     compared = len(systems) - 1
     blocks.append("## Effectiveness")
     blocks.append(
-        f"Mean over {n} judged queries. ▲/▼: significantly better/worse than the baseline `{baseline}` "
+        f"Mean over the {n} judged queries (a query a run lacks counts 0). {MARK_BETTER} / {MARK_WORSE}: "
+        f"significantly better / worse than the baseline `{baseline}` "
         f"({TEST_NAMES[test]}, Holm–Bonferroni correction across the {compared} compared system"
         f"{'s' if compared != 1 else ''} per measure, α = {ALPHA}). "
         f"W/T/L: queries where the system's {primary} is higher/equal/lower than the baseline's."
@@ -355,7 +349,7 @@ def _build(
     figure("effectiveness", f"{primary} per system",
            plots.system_bars({s: scores.means[s][primary] for s in systems},
                              {s: _ci95(list(scores.per_query[s][primary].values())) for s in systems},
-                             {s: _mark(scores, s, primary, baseline) for s in systems}, colour, primary))
+                             {s: _mark(scores, s, primary) for s in systems}, colour, primary))
 
     # --- per-query deltas
     blocks.append(f"## Per-query differences ({primary})")
@@ -380,16 +374,16 @@ def _build(
         if student and teacher and student != teacher:
             panels.append((f"{student} − {teacher}: queries sorted by this difference",
                            {q: pq[student][q] - pq[teacher][q] for q in scores.qids}, None,
-                           colour[teacher], ""))
+                           plots.CONTRAST, ""))
         figure("query-deltas", f"per-query {primary} differences", plots.query_deltas(panels, primary))
         shown = [s for s in systems if s in roles]
         per_rows = []
         for q in sorted(scores.qids, key=lambda q: (-(pq[lead][q] - pq[baseline][q]), q)):
             per_rows.append([q, *(f"{pq[s][q]:.4f}" for s in shown),
                              *(f"{pq[a][q] - pq[b][q]:+.4f}" for a, b in comparisons)])
-        blocks.append("<details><summary>Per-query values</summary>")
+        blocks.append(_Raw("<details><summary>Per-query values</summary>"))
         blocks.append(_table(["query", *shown, *(f"{a} − {b}" for a, b in comparisons)], per_rows))
-        blocks.append("</details>")
+        blocks.append(_Raw("</details>"))
     else:
         blocks.append("Not shown: name a teacher or a student run to compare with the baseline.")
 
@@ -428,8 +422,9 @@ def _build(
 
     # --- throughput
     blocks.append("## Throughput and cost per query")
-    if throughput:
-        blocks.append(_throughput_table(throughput, teacher))
+    table = _throughput_table(throughput, teacher) if throughput else None
+    if table:
+        blocks.append(table)
     else:
         blocks.append("Not measured in this run.")
 
@@ -449,7 +444,7 @@ def _build(
             fold_runs = {s: {q: r for q, r in run.items() if q in wanted} for s, run in ordered.items()}
             fs = _score(fold_runs, fold_qrels, measures, baseline, test)
             fold_means[name] = {s: fs.means[s][primary] for s in systems}
-            blocks.append(f"### {name} ({len(fs.qids)} queries)")
+            blocks.append(f"### {name} ({len(fs.qids)} quer{'y' if len(fs.qids) == 1 else 'ies'})")
             blocks.append(_table(header, _effectiveness_rows(fs, systems, roles, baseline, primary),
                                  "ll" + "r" * (len(header) - 2)))
         figure("folds", f"{primary} per fold", plots.fold_bars(fold_means, colour, primary))
@@ -466,11 +461,13 @@ def _build(
     return blocks, figures
 
 
-def _markdown(blocks: Sequence[Any], image_src: Callable[[_Figure], str]) -> str:
+def _markdown(blocks: Sequence[Any]) -> str:
     parts = []
     for block in blocks:
         if isinstance(block, _Figure):
-            parts.append(f"![{block.alt}]({image_src(block)})")
+            parts.append(f"![{block.alt}]({PLOTS_DIR}/{block.name}.png)")
+        elif isinstance(block, _Raw):
+            parts.append(block.html)
         else:
             parts.append(block)
     return "\n\n".join(parts) + "\n"
@@ -488,13 +485,24 @@ details{margin:.6em 0}summary{cursor:pointer;color:#0072B2}
 """
 
 
-def _html(markdown_text: str, title: str) -> str:
+def _html(blocks: Sequence[Any], title: str) -> str:
+    """Each Markdown block rendered with raw HTML off (system names, ids and config values are escaped,
+    never markup); the report's own HTML and the figures, as base64 data URIs, go in between."""
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = []
+    for block in blocks:
+        if isinstance(block, _Figure):
+            data = base64.b64encode(block.png).decode("ascii")
+            body.append(f'<p><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt)}"></p>\n')
+        elif isinstance(block, _Raw):
+            body.append(block.html + "\n")
+        else:
+            body.append(md.render(block))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{''.join(body)}</body>\n</html>\n"
     )
 
 
@@ -549,9 +557,8 @@ def write_report(
             handle.write(fig.png)
     md_path, html_path = output_dir / "report.md", output_dir / "report.html"
     with atomic_write(md_path) as handle:
-        handle.write(_markdown(blocks, lambda f: f"{PLOTS_DIR}/{f.name}.png"))
-    page = _html(_markdown(blocks, lambda f: "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")),
-                 title)
+        handle.write(_markdown(blocks))
+    page = _html(blocks, title)
     with atomic_write(html_path) as handle:
         handle.write(page)
     return md_path, html_path

@@ -189,7 +189,7 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
     from .model import truncate_pairs
 
     tables = []
-    for path in paths:
+    for file_index, path in enumerate(paths):
         if not Path(path).is_file():
             raise RankdistillError(f"training data {path} not found (make it with `rankdistill build`)")
         try:
@@ -200,7 +200,9 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
         if missing:
             raise RankdistillError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `rankdistill build`")
         table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
-        tables.append(table.cast(pa.schema([("qid", pa.string()), ("query", pa.string()), ("passage", pa.string()), ("target", pa.float64()), ("position", pa.int64())])))
+        table = table.cast(pa.schema([("qid", pa.string()), ("query", pa.string()), ("passage", pa.string()), ("target", pa.float64()), ("position", pa.int64())]))
+        # lists are keyed by (file, qid): the same query in two files (e.g. two samples) stays two lists
+        tables.append(table.append_column("_file", pa.array([file_index] * table.num_rows, pa.int64())))
     frame = pa.concat_tables(tables).to_pandas()
     if frame.empty:
         raise RankdistillError(f"{', '.join(map(str, paths))}: no training rows")
@@ -211,8 +213,9 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
         tokenizer, frame["query"].tolist(), frame["passage"].tolist(), max_query_length, max_passage_length
     )
     frame = frame.assign(query=queries, passage=passages)
-    order = {qid: i for i, qid in enumerate(dict.fromkeys(frame["qid"]))}
-    frame = frame.assign(_q=frame["qid"].map(order)).sort_values(["_q", "position"], kind="stable")
+    keys = list(zip(frame["_file"], frame["qid"]))
+    order = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    frame = frame.assign(_q=[order[key] for key in keys]).sort_values(["_q", "position"], kind="stable")
     rows = {"query": [], "docs": [], "labels": []}
     for _, group in frame.groupby("_q", sort=True):
         rows["query"].append(group["query"].iloc[0])

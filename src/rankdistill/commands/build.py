@@ -9,20 +9,20 @@ import typer
 
 from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
 
-HELP = """Write a distillation set: per query, candidates sampled from a ranking with the student's targets.
-
-Give any of --teacher-run / --first-stage-run / --qrels, as long as one supplies the --targets.
-Sampling (as lightning-ir's RunDataset): top = the first k of the top d; random = k uniformly from the top d;
-log-random = k from the top d with weight 1/ln(1+rank); top-and-random = the first k//2 plus k-k//2 random
-from the rest of the top d; single-relevant = one judged-relevant passage (qrels grade >= --relevant-grade)
-plus k-1 hard negatives from the top d of the --negatives run that are not judged relevant (queries with no
-relevant passage there are skipped and counted). The teacher run is sampled if given, else the first stage.
-Targets (higher = better): rank = d - rank + 1 (0 when unranked), score = the ranking's score,
-relevance = qrels grade (unjudged = 0).
-
---config FILE.yaml sets the same options (keys are the option names, '-' or '_'; relative paths are
-relative to the YAML file); flags given on the command line win over the file.
-"""
+HELP = (
+    "Write a distillation set (parquet): per query, candidates sampled from a ranking, with the student's targets.\n\n"
+    "Give any of --teacher-run / --first-stage-run / --qrels, as long as one supplies the --targets. "
+    "The teacher run is sampled if given, else the first stage, else the judged passages.\n\n"
+    "Sampling (as lightning-ir's RunDataset): top = the first k of the top d; random = k uniformly from the top d; "
+    "log-random = k from the top d with weight 1/ln(1+rank); top-and-random = the first k//2 plus k-k//2 random "
+    "from the rest of the top d; single-relevant = one judged-relevant passage (grade >= --relevant-grade) plus "
+    "k-1 hard negatives from the top d of the --negatives run that are not judged relevant (queries without a "
+    "relevant passage there are skipped and counted).\n\n"
+    "Targets (higher = better): rank = d - rank + 1 (0 when unranked); score = the ranking's score; "
+    "relevance = qrels grade (unjudged = 0).\n\n"
+    "--config FILE.yaml sets the same options (keys are the option names, with '-' or '_'; relative paths are "
+    "relative to the YAML file); flags given on the command line win over the file."
+)
 
 
 def build_command(
@@ -46,7 +46,6 @@ def build_command(
     qids: Annotated[Optional[str], typer.Option("--qids", help="Only these queries: comma-separated ids, or a file with one id a line.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of these options; explicit flags win.")] = None,
 ) -> None:
-    from click.core import ParameterSource
     from pydantic import ValidationError
     from rich.console import Console
     from rich.table import Table
@@ -60,8 +59,9 @@ def build_command(
     )
     values: dict[str, Any] = _read_yaml(config) if config else {}
     for name, value in flags.items():
-        explicit = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
-        if explicit or name not in values:
+        # by name: typer vendors its own click, whose ParameterSource is not click's
+        explicit = getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+        if (explicit or name not in values) and value is not None:  # None = not given (every such default is None)
             values[name] = value
     try:
         cfg = BuildConfig.model_validate(values)

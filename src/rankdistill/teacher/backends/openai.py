@@ -347,9 +347,3 @@ class OpenAIBackend:
             thread.join(timeout=5)
         loop.close()
         self._loop = self._thread = None
-
-    def __del__(self) -> None:  # best effort: a forgotten close() must not leave a thread spinning
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass

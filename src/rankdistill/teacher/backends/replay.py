@@ -7,12 +7,14 @@ list is matched through its canonical JSON text (``prompts.messages_to_text``).
 
 Matching is by prompt text, never by position:
 - ``exact``: the recorded prompt equals ``Prompt.text`` character for character;
-- ``normalized``: both sides pass ``normalize_prompt`` first (see there).
+- ``normalized``: both sides pass ``normalize_prompt`` first (see there);
+- ``auto`` (default): exact, falling back to normalized; ``match_counts`` says how many matched each way.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -25,7 +27,7 @@ from rankdistill.errors import InputFormatError, RankdistillError
 from rankdistill.teacher.backends.base import Generation
 from rankdistill.teacher.prompts import Prompt, messages_to_text
 
-MATCH_MODES = ("exact", "normalized")
+MATCH_MODES = ("auto", "exact", "normalized")
 
 _QUOTES = str.maketrans({c: "'" for c in "\u2018\u2019\u201a\u201b\u2032\u00b4`"} | {c: '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"})
 # A run of non-ASCII characters, possibly joined by single spaces/quotes and ending in a quote: what is left
@@ -61,28 +63,30 @@ def read_recording(path: str | Path) -> list[dict]:
         raise InputFormatError(path, None, f"not UTF-8 text ({exc.reason})") from None
     decoder = json.JSONDecoder()
     records: list[dict] = []
-    pos = 0
+    pos, line, counted = 0, 1, 0
     while True:
-        while pos < len(raw) and (raw[pos].isspace() or raw[pos] == ","):
+        # Objects are decoded one at a time (so each keeps its own line number); the array's brackets and the
+        # commas between objects are skipped, which also reads rank_llm's bracket-less dumps and JSONL.
+        while pos < len(raw) and (raw[pos].isspace() or raw[pos] in ",[]"):
             pos += 1
         if pos >= len(raw):
             break
+        line += raw.count("\n", counted, pos)
+        counted = pos
         try:
-            value, end = decoder.raw_decode(raw, pos)
+            item, end = decoder.raw_decode(raw, pos)
         except json.JSONDecodeError as exc:
             if "\n" not in raw[pos:]:
                 break  # a torn last line of an append-only recording (its writer was killed): ignore it
-            raise InputFormatError(path, raw.count("\n", 0, exc.pos) + 1, f"not valid JSON ({exc.msg})") from None
-        line = raw.count("\n", 0, pos) + 1
-        for item in value if isinstance(value, list) else [value]:
-            if not isinstance(item, dict) or "prompt" not in item or "response" not in item:
-                raise InputFormatError(path, line, 'expected objects with "prompt" and "response" keys')
-            if isinstance(item["prompt"], list):
-                item = {**item, "prompt": messages_to_text(item["prompt"])}
-            if not isinstance(item["prompt"], str) or not isinstance(item["response"], str):
-                raise InputFormatError(path, line, '"prompt" must be text or a message list and "response" text')
-            item.setdefault("_line", line)
-            records.append(item)
+            raise InputFormatError(path, line + raw.count("\n", pos, exc.pos), f"not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or "prompt" not in item or "response" not in item:
+            raise InputFormatError(path, line, 'expected objects with "prompt" and "response" keys')
+        if isinstance(item["prompt"], list):
+            item["prompt"] = messages_to_text(item["prompt"])
+        if not isinstance(item["prompt"], str) or not isinstance(item["response"], str):
+            raise InputFormatError(path, line, '"prompt" must be text or a message list and "response" text')
+        item["_line"] = line
+        records.append(item)
         pos = end
     return records
 
@@ -105,7 +109,7 @@ class ReplayBackend:
 
     name = "replay"
 
-    def __init__(self, replay_file: str | Path, replay_match: str = "exact", model: str | None = None):
+    def __init__(self, replay_file: str | Path, replay_match: str = "auto", model: str | None = None):
         if replay_match not in MATCH_MODES:
             raise RankdistillError(f"--replay-match {replay_match!r}: choose one of {', '.join(MATCH_MODES)}")
         self.path = Path(replay_file)
@@ -113,18 +117,27 @@ class ReplayBackend:
         self.records = read_recording(self.path)
         if not self.records:
             raise RankdistillError(f"{self.path}: the recording holds no prompts")
-        self.model_id = model or f"replay:{self.path.name}"
-        self._key: Callable[[str], str] = normalize_prompt if replay_match == "normalized" else (lambda s: s)
-        self._index: dict[str, dict] = {}
-        for record in self.records:
-            self._index.setdefault(self._key(record["prompt"]), record)  # first recording of a prompt wins
-        self.matched = 0
+        # the recording's content is part of the cache key: another file with the same name is another "model"
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
+        self.model_id = model or f"replay:{self.path.name}:{digest}"
+        self._exact: dict[str, dict] = {}
+        self._normalized: dict[str, dict] = {}
+        for record in self.records:  # the first recording of a prompt wins
+            self._exact.setdefault(record["prompt"], record)
+            if replay_match != "exact":
+                self._normalized.setdefault(normalize_prompt(record["prompt"]), record)
+        self.match_counts = {"exact": 0, "normalized": 0}
 
-    def lookup(self, prompt: Prompt) -> dict:
-        record = self._index.get(self._key(prompt.text))
-        if record is None:
-            raise RankdistillError(self._explain_miss(prompt.text))
-        return record
+    def lookup(self, prompt: Prompt) -> tuple[dict, str]:
+        """The recording answering ``prompt`` and how it matched ("exact" or "normalized")."""
+        record = self._exact.get(prompt.text)
+        if record is not None:
+            return record, "exact"
+        if self.match != "exact":
+            record = self._normalized.get(normalize_prompt(prompt.text))
+            if record is not None:
+                return record, "normalized"
+        raise RankdistillError(self._explain_miss(prompt.text))
 
     def _explain_miss(self, text: str) -> str:
         # Closest = longest common prefix (cheap), ties broken by difflib's quick ratio.
@@ -147,10 +160,10 @@ class ReplayBackend:
         max_new_tokens: int,
         first_token: bool = False,
     ) -> None:
-        records = [self.lookup(p) for p in prompts]  # fail before answering anything half-way
-        for i, record in enumerate(records):
+        found = [self.lookup(p) for p in prompts]  # fail before answering anything half-way
+        for i, (record, how) in enumerate(found):
             ranking = record.get("ranking") if first_token else None
-            self.matched += 1
+            self.match_counts[how] += 1
             on_result(
                 i,
                 Generation(

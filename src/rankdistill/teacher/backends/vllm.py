@@ -2,34 +2,39 @@
 
 Why it looks the way it does:
 - vLLM schedules its own continuous batch, so everything ``teach`` hands over in one ``generate`` call (all
-  windows of one sliding step, across all queries) goes to the engine in a single ``LLM.chat`` /
-  ``LLM.generate`` call; answers are reported once the engine returns.
-- Prompts go through the model's own chat template (``LLM.chat`` with ``Prompt.messages``), like the hf
-  backend; a tokenizer without a chat template gets the exact flat ``Prompt.text`` the reference systems
-  recorded (e.g. RankVicuna's FastChat string).
+  windows of one sliding step, across all queries) goes to the engine in a single ``LLM.generate`` call;
+  answers are reported once the engine returns.
+- Prompts are tokenized exactly as the hf backend does (the model's chat template over ``Prompt.messages``
+  with the generation prompt; a tokenizer without a chat template gets the exact flat ``Prompt.text`` the
+  reference systems recorded, e.g. RankVicuna's FastChat string) and handed to vLLM as token ids, so the
+  hf and vllm backends see the same tokens.
 - Greedy decoding (temperature 0) and a fixed engine seed, so a rerun gives the same run.
-- First-token mode (FIRST, Reddy et al. 2024): the answer is pre-filled with "[" and one token is generated
-  with its top-k logprobs; identifiers are ranked by the logprob of the token that spells them
-  (``ranking_from_first_token``). Identifiers that are not a single token in the model's vocabulary (e.g. "12"
-  on a tokenizer that splits digits) or not in the top-k keep their previous order after the scored ones.
+- First-token mode (FIRST, Reddy et al. 2024), as in the hf backend: the answer's opening "[" is appended,
+  one token is generated with its top-k logprobs, and each identifier is scored by the logprob of its
+  *first* token (``ranking_from_logprobs``). Identifiers sharing a first token (digit-splitting tokenizers:
+  "1" and "10".."19") tie; ties and identifiers outside the top-k keep the window's current order (the
+  hf backend reads the full logits, so only the order among identifiers outside vLLM's top-k can differ).
 
 ``vllm`` is imported only when the backend is built. NOTE: the engine path cannot run in this repository's
-CI (no GPU, vLLM not installed); only the pure helpers and the missing-extra error are tested here.
+CI (no GPU, vLLM not installed): only the pure helpers, the missing-extra error and the calls made to a
+stand-in module are tested here.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rankdistill.errors import RankdistillError
 from rankdistill.teacher.backends.base import Generation
+from rankdistill.teacher.parse import format_permutation
 
 if TYPE_CHECKING:  # pragma: no cover
     from rankdistill.teacher.prompts import Prompt
 
 MISSING_VLLM = "the vllm backend needs vLLM: pip install rankdistill[vllm] (Linux with a CUDA GPU)"
-MAX_LOGPROBS = 64  # engine-wide cap on top-k logprobs (vLLM's default is 20; windows can hold more ids)
+MAX_LOGPROBS = 64  # top-k logprobs asked for in first-token mode (engine cap raised from vLLM's default 20)
 
 
 def import_vllm() -> Any:
@@ -43,37 +48,18 @@ def import_vllm() -> Any:
     return vllm
 
 
-def identifier_of(token: str) -> int | None:
-    """The 1-based window identifier a decoded token spells ("3", " 3", "[3", "▁3"), else None."""
-    label = token.replace("▁", " ").replace("Ġ", " ").strip().lstrip("[").rstrip("]").strip()
-    if not label.isascii() or not label.isdigit() or str(int(label)) != label:
-        return None
-    return int(label)
+def ranking_from_logprobs(logprobs: Mapping[int, float], identifier_tokens: list[int]) -> tuple[list[int], int]:
+    """0-based best-first order of a window from the top-k logprobs of the first generated token.
 
-
-def ranking_from_first_token(logprobs: Mapping[str, float], n: int) -> tuple[list[int], int]:
-    """0-based best-first order of a window of ``n`` from the top-k logprobs of its first identifier token.
-
-    ``logprobs`` maps decoded tokens to log-probabilities (several tokens may spell one identifier, e.g.
-    "3" and " 3": the best counts). Identifiers seen are ordered by logprob (ties keep window order); the
-    rest follow in window order, i.e. their previous order. Returns ``(order, scored)``, ``scored`` being how
-    many identifiers had a logprob.
+    ``identifier_tokens[k]`` is the first token id of identifier ``k + 1``; ``logprobs`` maps token ids to
+    log-probabilities (only the top-k are known). Identifiers are ordered by their token's logprob; ties
+    (shared first tokens) and identifiers whose token is not in the top-k keep window order, the latter
+    after all scored ones. Returns ``(order, scored)``: ``scored`` identifiers had a logprob.
     """
-    best: dict[int, float] = {}
-    for token, logprob in logprobs.items():
-        ident = identifier_of(token)
-        if ident is None or not 1 <= ident <= n:
-            continue
-        position = ident - 1
-        if position not in best or logprob > best[position]:
-            best[position] = float(logprob)
-    scored = sorted(best, key=lambda i: (-best[i], i))
-    return scored + [i for i in range(n) if i not in best], len(best)
-
-
-def full_answer(n: int) -> str:
-    """The answer a full decode would produce for a window of ``n`` (what first-token mode saves decoding)."""
-    return " > ".join(f"[{i}]" for i in range(1, n + 1))
+    missing = float("-inf")
+    values = [logprobs.get(token, missing) for token in identifier_tokens]
+    order = sorted(range(len(values)), key=lambda k: (-values[k], k))
+    return order, sum(v != missing for v in values)
 
 
 class VLLMBackend:
@@ -110,23 +96,26 @@ class VLLMBackend:
             **engine_options,
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self._has_template = bool(getattr(self.tokenizer, "chat_template", None))
-        self._answer_tokens: dict[int, int] = {}
+        self.stats: Counter[str] = Counter()
+        self._targets: dict[int, tuple[list[int], list[int]]] = {}
 
-    def _answer_length(self, n: int) -> int:
-        if n not in self._answer_tokens:
-            self._answer_tokens[n] = len(self.tokenizer.encode(full_answer(n), add_special_tokens=False))
-        return self._answer_tokens[n]
+    def _input_ids(self, prompt: Prompt) -> list[int]:
+        """Same tokens as the hf backend: chat template over ``messages``, else the reference flat text."""
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(prompt.text, add_special_tokens=True)["input_ids"])
 
-    def _run(self, prompts: list[Prompt], params: Any, prefill: str) -> list[Any]:
-        if self._has_template:
-            if prefill:
-                chats = [[*p.messages, {"role": "assistant", "content": prefill}] for p in prompts]
-                return self.llm.chat(
-                    chats, params, use_tqdm=False, add_generation_prompt=False, continue_final_message=True
-                )
-            return self.llm.chat([p.messages for p in prompts], params, use_tqdm=False)
-        return self.llm.generate([p.text + prefill for p in prompts], params, use_tqdm=False)
+    def _identifier_tokens(self, n: int) -> tuple[list[int], list[int]]:
+        """(ids of the opening "[" appended to the prompt, first token id of identifiers 1..n), as hf does."""
+        if n not in self._targets:
+            opening = list(self.tokenizer("[", add_special_tokens=False)["input_ids"])
+            full = [list(self.tokenizer(f"[{i}", add_special_tokens=False)["input_ids"]) for i in range(1, n + 1)]
+            if all(len(ids) > len(opening) and ids[: len(opening)] == opening for ids in full):
+                self._targets[n] = (opening, [ids[len(opening)] for ids in full])
+            else:  # "[n" is a single token: score it right after the prompt
+                self._targets[n] = ([], [ids[0] for ids in full])
+        return self._targets[n]
 
     def generate(
         self,
@@ -140,33 +129,36 @@ class VLLMBackend:
         if not prompts:
             return
         SamplingParams = self._vllm.SamplingParams
+        inputs = [self._input_ids(p) for p in prompts]
         if first_token:
-            top_k = min(MAX_LOGPROBS, max(20, 2 * max(p.num_passages for p in prompts)))
-            outputs = self._run(prompts, SamplingParams(temperature=0.0, max_tokens=1, logprobs=top_k), "[")
+            inputs = [ids + self._identifier_tokens(p.num_passages)[0] for p, ids in zip(prompts, inputs)]
+            params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=MAX_LOGPROBS)
         else:
-            outputs = self._run(prompts, SamplingParams(temperature=0.0, max_tokens=int(max_new_tokens)), "")
-        for i, (prompt, output) in enumerate(zip(prompts, outputs, strict=True)):
+            params = SamplingParams(temperature=0.0, max_tokens=int(max_new_tokens))
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in inputs], params, use_tqdm=False)
+        for i, (prompt, ids, output) in enumerate(zip(prompts, inputs, outputs, strict=True)):
             completion = output.outputs[0]
-            generation = Generation(
-                text=completion.text,
-                prompt_tokens=len(output.prompt_token_ids or ()),
-                completion_tokens=len(completion.token_ids),
-            )
-            if first_token:
-                first = (completion.logprobs or [{}])[0]
-                top = {}
-                for token_id, entry in first.items():
-                    token = entry.decoded_token
-                    if token is None:
-                        token = self.tokenizer.decode([token_id])
-                    top[token] = max(entry.logprob, top.get(token, float("-inf")))
-                generation.ranking, _ = ranking_from_first_token(top, prompt.num_passages)
-                generation.saved_tokens = max(0, self._answer_length(prompt.num_passages) - generation.completion_tokens)
-            on_result(i, generation)
+            if not first_token:
+                self.stats["generated_windows"] += 1
+                on_result(i, Generation(text=completion.text, prompt_tokens=len(ids),
+                                        completion_tokens=len(completion.token_ids)))
+                continue
+            first = (completion.logprobs or [{}])[0]
+            targets = self._identifier_tokens(prompt.num_passages)[1]
+            ranking, scored = ranking_from_logprobs({t: e.logprob for t, e in first.items()}, targets)
+            self.stats["first_token_windows"] += 1
+            self.stats["first_token_unscored_ids"] += prompt.num_passages - scored
+            if len(set(targets)) < len(targets):
+                self.stats["shared_first_token_windows"] += 1
+            text = format_permutation(ranking)
+            decoded = len(completion.token_ids)
+            saved = max(0, len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) - decoded)
+            on_result(i, Generation(text=text, prompt_tokens=len(ids), completion_tokens=decoded,
+                                    ranking=ranking, saved_tokens=saved))
 
     def close(self) -> None:
         """Drop the engine (vLLM frees GPU memory when the LLM object is collected)."""
-        self.llm = None
         import gc
 
+        self.llm = None
         gc.collect()

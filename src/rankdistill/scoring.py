@@ -1,0 +1,285 @@
+"""The cross-encoder scoring engine: tokenise once, batch by a token budget, score under inference mode.
+
+Why not ``CrossEncoder.predict``: it truncates the joined pair (the student was trained with the query and
+the passage cut *separately*), sorts by character length and pads to a fixed number of pairs per batch.
+Here every unique query and passage is tokenised once, cut separately, joined with the tokenizer's own
+post-processor (``[CLS] q [SEP] p [SEP]`` for BERT/ELECTRA), sorted by exact token length and packed into
+batches of at most ``batch_tokens`` padded tokens, so short pairs go in big batches and padding is a few
+tokens per batch. For pairs that fit their budgets the tokens, and so the fp32 scores, equal
+``CrossEncoder.predict`` with identity activation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RankdistillError
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("torch", "onnx")
+DEFAULT_MAX_QUERY_LENGTH = 32
+DEFAULT_MAX_PASSAGE_LENGTH = 256
+# Padded tokens per batch. CPU: 2-4k tokens keep a batch's activations in cache (8k and 16k were slower
+# on the 2-core benchmark machine, see benchmarks/RESULTS.md); GPU: large batches fill the device.
+DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 dot-product instructions (AVX512_BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            return f"cuda:{local % torch.cuda.device_count()}"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RankdistillError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto`` -> bfloat16 on GPUs that support it (else float16); on CPU see the comment below."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise RankdistillError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    # CPU: bf16 only where the CPU has native bf16 instructions (measured 2.4-2.9x faster than fp32 on the
+    # AVX512_BF16 benchmark machine with nDCG@10 within 0.002, benchmarks/RESULTS.md); without them
+    # bf16 matmuls are emulated and slower than fp32.
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
+def default_threads() -> int:
+    """CPU threads for this process: the usable cores, split between the processes of a torchrun job."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, cores // max(1, local))
+
+
+@dataclass
+class Batch:
+    """Indices into the pair list and the padded tensors for them."""
+
+    index: np.ndarray
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    attention_mask: np.ndarray
+
+
+class PairEncoder:
+    """Separate truncation of queries and passages, joined by the tokenizer's post-processor."""
+
+    def __init__(self, tokenizer, max_query_length: int, max_passage_length: int, max_positions: int | None):
+        from tokenizers import Tokenizer
+
+        if not getattr(tokenizer, "is_fast", False):
+            raise RankdistillError("re-ranking needs a fast (Rust) tokenizer; the model folder has only a slow one")
+        if max_query_length < 1 or max_passage_length < 1:
+            raise RankdistillError("--max-query-length and --max-passage-length must be at least 1 token")
+        # A private copy: tokenizer.json may switch on padding/truncation, which must not apply to halves.
+        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.backend.no_padding()
+        self.backend.no_truncation()
+        self.post = self.backend.post_processor
+        self.special = self.post.num_special_tokens_to_add(True) if self.post is not None else 0
+        total = max_query_length + max_passage_length + self.special
+        if max_positions is not None and total > max_positions:
+            raise RankdistillError(
+                f"max query length {max_query_length} + max passage length {max_passage_length} + {self.special} "
+                f"special tokens = {total} exceeds the model's {max_positions} positions; lower --max-passage-length"
+            )
+        self.max_query_length = max_query_length
+        self.max_passage_length = max_passage_length
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def _encode_unique(self, texts: Sequence[str], limit: int) -> dict[str, object]:
+        unique = list(dict.fromkeys(texts))
+        encodings = self.backend.encode_batch(unique, add_special_tokens=False)
+        for enc in encodings:
+            if len(enc.ids) > limit:
+                enc.truncate(limit)
+        return dict(zip(unique, encodings))
+
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and type ids of every pair; each unique text is tokenised once."""
+        qenc = self._encode_unique(queries, self.max_query_length)
+        penc = self._encode_unique(passages, self.max_passage_length)
+        ids: list[list[int]] = []
+        types: list[list[int]] = []
+        for q, p in zip(queries, passages):
+            if self.post is None:  # a tokenizer without special tokens: plain concatenation
+                ids.append(qenc[q].ids + penc[p].ids)
+                types.append([0] * len(qenc[q].ids) + [1] * len(penc[p].ids))
+                continue
+            joined = self.post.process(qenc[q], penc[p], True)
+            ids.append(joined.ids)
+            types.append(joined.type_ids)
+        return ids, types
+
+
+def make_batches(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], batch_tokens: int, pad_id: int) -> list[Batch]:
+    """Pairs sorted by token length (stable), cut into batches of at most ``batch_tokens`` padded tokens."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(lengths, kind="stable")
+    batches: list[Batch] = []
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        # sorted ascending, so the last pair of a batch is its longest: n pairs cost n * len(last)
+        while stop < len(order) and (stop - start + 1) * lengths[order[stop]] <= batch_tokens:
+            stop += 1
+        index = order[start:stop]
+        width = int(lengths[index[-1]])
+        input_ids = np.full((len(index), width), pad_id, dtype=np.int64)
+        token_type_ids = np.zeros((len(index), width), dtype=np.int64)
+        attention_mask = np.zeros((len(index), width), dtype=np.int64)
+        for row, i in enumerate(index):
+            n = lengths[i]
+            input_ids[row, :n] = ids[i]
+            token_type_ids[row, :n] = types[i]
+            attention_mask[row, :n] = 1
+        batches.append(Batch(index, input_ids, token_type_ids, attention_mask))
+        start = stop
+    return batches
+
+
+class CrossEncoderScorer:
+    """Scores (query, passage) pairs with a one-label sequence-classification model (raw logits)."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_tokens: int | None = None,
+        max_query_length: int | None = None,
+        max_passage_length: int | None = None,
+        backend: str = "torch",
+        threads: int | None = None,
+    ):
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import logging as hf_logging
+
+        from .backbones import resolve_backbone
+        from .model import read_truncation
+
+        if backend not in BACKENDS:
+            raise RankdistillError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        if backend == "onnx":
+            raise RankdistillError(
+                "the ONNX Runtime backend is not shipped: it was not shown to beat torch on CPU here "
+                "(see benchmarks/RESULTS.md); use --backend torch"
+            )
+        self.model_path = resolve_backbone(model)
+        stored = read_truncation(self.model_path) if Path(self.model_path).is_dir() else None
+        self.max_query_length = max_query_length or (stored[0] if stored else DEFAULT_MAX_QUERY_LENGTH)
+        self.max_passage_length = max_passage_length or (stored[1] if stored else DEFAULT_MAX_PASSAGE_LENGTH)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        if self.device == "cpu":
+            torch.set_num_threads(threads or default_threads())
+            if self.dtype == "float16":
+                warnings.warn("float16 on CPU has no fast kernels on most CPUs; bfloat16 or float32 are faster", stacklevel=2)
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        self.batch_tokens = int(batch_tokens or DEFAULT_BATCH_TOKENS[kind])
+
+        try:
+            config = AutoConfig.from_pretrained(self.model_path)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        except (OSError, ValueError) as exc:
+            raise RankdistillError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from exc
+        if getattr(config, "num_labels", 1) != 1:
+            raise RankdistillError(
+                f"model {model!r} has {config.num_labels} output labels; re-ranking needs a one-score cross-encoder"
+            )
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # we report a fresh head ourselves, in one line
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # a missing head is initialised the same way every run
+                loaded = AutoModelForSequenceClassification.from_pretrained(
+                    self.model_path,
+                    num_labels=1,
+                    dtype=getattr(torch, self.dtype),
+                    attn_implementation="sdpa",
+                    output_loading_info=True,
+                )
+        except (OSError, ValueError) as exc:
+            raise RankdistillError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from exc
+        finally:
+            hf_logging.set_verbosity(level)
+        self.model, info = loaded
+        self.fresh_head = sorted(info.get("missing_keys", []))
+        if self.fresh_head:
+            warnings.warn(
+                f"model {model!r} has no trained scoring head ({', '.join(self.fresh_head)} newly initialised): "
+                "its scores are not meaningful; train it first (rankdistill train)",
+                stacklevel=2,
+            )
+        self.model.eval().to(self.device)
+        self._use_types = "token_type_ids" in self.tokenizer.model_input_names and getattr(config, "type_vocab_size", 2) > 1
+        self.encoder = PairEncoder(
+            self.tokenizer, self.max_query_length, self.max_passage_length, getattr(config, "max_position_embeddings", None)
+        )
+
+    def score(
+        self,
+        queries: Sequence[str],
+        passages: Sequence[str],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Raw scores (float32) of ``zip(queries, passages)``, in input order."""
+        import torch
+
+        if len(queries) != len(passages):
+            raise ValueError("queries and passages must have the same length")
+        scores = np.zeros(len(queries), dtype=np.float32)
+        if not len(queries):
+            return scores
+        ids, types = self.encoder.encode(queries, passages)
+        batches = make_batches(ids, types, self.batch_tokens, self.encoder.pad_id)
+        with torch.inference_mode():
+            for batch in batches:
+                inputs = {
+                    "input_ids": torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True),
+                    "attention_mask": torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True),
+                }
+                if self._use_types:
+                    inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
+                logits = self.model(**inputs).logits
+                scores[batch.index] = logits[:, 0].float().cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(batch.index))
+        return scores
+
+    def token_count(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[int, int]:
+        """(real tokens, padded tokens) the batches of these pairs hold: for FLOP counts and padding waste."""
+        ids, types = self.encoder.encode(queries, passages)
+        batches = make_batches(ids, types, self.batch_tokens, self.encoder.pad_id)
+        real = sum(len(x) for x in ids)
+        padded = sum(b.input_ids.size for b in batches)
+        return real, padded
