@@ -7,7 +7,8 @@ passages' document ids from markers in the prompt (queries contain ``qz<qid>``, 
 
 Faults are injected on chosen requests, numbered 1, 2, ... in arrival order:
 ``"429"`` / ``"429:S"`` (Retry-After S seconds), ``"429-date:S"`` (Retry-After as an HTTP date S s ahead),
-``"500"``, ``"503"``, ``"hang"`` (say nothing until well past the client's timeout), ``"drop"`` (close the
+``"500"``, ``"503"``, ``"hang"`` (say nothing until well past the client's timeout), ``"trickle"`` (a valid
+answer sent one byte per 0.1 s, so only a whole-request deadline stops it), ``"drop"`` (close the
 connection without an answer), ``"malformed"`` (HTTP 200, body not JSON), ``"nochoices"`` (HTTP 200 JSON
 with an empty ``choices`` list). A callable ``fault(n, request) -> str | None`` may be given instead.
 
@@ -147,6 +148,22 @@ class _Handler(BaseHTTPRequestHandler):
             elif fault == "hang":
                 srv.stopping.wait(srv.hang_seconds)
                 status = -1
+                self.close_connection = True
+            elif fault == "trickle":  # a valid answer, one byte per 0.1 s: each read is quick, the whole is not
+                status = 200
+                body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "[1]"}}]}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for k in range(len(body)):
+                        if srv.stopping.wait(0.1):
+                            break
+                        self.wfile.write(body[k : k + 1])
+                        self.wfile.flush()
+                except OSError:
+                    pass
                 self.close_connection = True
             elif fault == "drop":
                 status = -1

@@ -101,11 +101,12 @@ def test_bad_options_are_one_line_errors():
 # -- the backend alone against the fake server -----------------------------------------------------------
 
 
-def test_backend_survives_429_500_hang_drop_and_malformed(tmp_path, secret_key, caplog):
+def test_backend_survives_429_500_hang_trickle_drop_and_malformed(tmp_path, secret_key, caplog):
     caplog.set_level(logging.DEBUG)
     groups = [[f"x{g}{k}" for k in range(6)] for g in range(4)]
     prompts = _prompts("q7", groups)
-    faults = {1: "429:1", 2: "500", 3: "hang", 4: "malformed", 5: "nochoices", 6: "drop", 7: "503", 8: "429-date:2"}
+    faults = {1: "429:1", 2: "500", 3: "hang", 4: "malformed", 5: "nochoices", 6: "drop", 7: "503", 8: "429-date:2",
+              9: "trickle"}
     with FakeLLMServer(tmp_path / "log.jsonl", faults=faults, expected_key=secret_key, hang_seconds=10) as server:
         # max_retries > number of faults: whichever windows the faults land on, none runs out of retries
         backend = OpenAIBackend("fake-ranker", server.base_url, api_key_env=KEY_ENV, concurrency=2, timeout=0.6,
@@ -115,19 +116,17 @@ def test_backend_survives_429_500_hang_drop_and_malformed(tmp_path, secret_key, 
         elapsed = time.monotonic() - started
         backend.close()
         records = server.records()
-        max_in_flight = server.max_in_flight
 
     assert sorted(got) == [0, 1, 2, 3]
     for i, docs in enumerate(groups):
         assert got[i].text == _answer(docs, "q7")
         assert got[i].completion_tokens == 12 and got[i].prompt_tokens > 0  # from the server's usage block
-    kinds = {"http_429": 2, "http_5xx": 2, "timeout": 1, "malformed": 2, "connection": 1}
-    assert backend.stats["retries"] == 8
+    kinds = {"http_429": 2, "http_5xx": 2, "timeout": 2, "malformed": 2, "connection": 1}
+    assert backend.stats["retries"] == 9
     assert {k: backend.stats[f"retries_{k}"] for k in kinds} == kinds
-    assert backend.stats["requests"] == 12 and backend.stats["malformed_gave_up"] == 0
+    assert backend.stats["requests"] == 13 and backend.stats["malformed_gave_up"] == 0
     recv = [r for r in records if r["event"] == "recv"]
-    assert len(recv) == 12
-    assert max_in_flight <= 2  # bounded concurrency, hung request included
+    assert len(recv) == 13
     assert all(r["auth"] == "ok" and r["temperature"] == 0 and r["max_tokens"] == 33 for r in recv)
     assert all(r["model"] == "fake-ranker" for r in recv)
     # Retry-After honoured: the retry of each 429'd window arrived no earlier than the header said.
@@ -138,6 +137,19 @@ def test_backend_survives_429_500_hang_drop_and_malformed(tmp_path, secret_key, 
     assert elapsed < 6
     assert secret_key not in caplog.text
     assert secret_key not in (tmp_path / "log.jsonl").read_text()
+
+
+def test_concurrency_is_bounded_and_used(tmp_path):
+    groups = [[f"c{g}{k}" for k in range(3)] for g in range(8)]
+    with FakeLLMServer(tmp_path / "log.jsonl", delay=0.15) as server:
+        backend = OpenAIBackend("m", server.base_url, concurrency=3)
+        started = time.monotonic()
+        got = _collect(backend, _prompts("q2", groups))
+        elapsed = time.monotonic() - started
+        backend.close()
+        assert server.max_in_flight == 3
+    assert [got[i].text for i in range(8)] == [_answer(g, "q2") for g in groups]
+    assert 0.15 * 3 <= elapsed < 0.15 * 8  # ceil(8 / 3) rounds of 0.15 s, not 8 sequential answers
 
 
 def test_persistently_malformed_answer_becomes_empty_text_and_is_counted(tmp_path):

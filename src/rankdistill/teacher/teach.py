@@ -92,6 +92,8 @@ def _build_backend(
         return make_backend("replay", replay_file=replay_file, replay_match=replay_match, model=model, **options)
     if model is None:
         raise RankdistillError(f"--backend {backend} needs --model (a model name or path)")
+    if backend == "openai" and not options.get("base_url"):
+        raise RankdistillError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
     return make_backend(backend, model=model, **options)
 
 

@@ -12,6 +12,7 @@ counts windows where that happened. Models trained on one-token identifiers (FIR
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Callable
 
 from rankdistill.errors import RankdistillError
@@ -45,6 +46,8 @@ class HFBackend:
         if batch_size < 1:
             raise RankdistillError(f"--batch-size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        if self.model_id.startswith((".", "/", "~")) and not Path(self.model_id).expanduser().is_dir():
+            raise RankdistillError(f"--model {self.model_id}: no such model folder")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_id, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(

@@ -12,7 +12,7 @@ Why it looks the way it does:
   HTTP date) is a floor on the delay. Other 4xx are user problems: a ``RankdistillError`` naming the
   status and the server's message.
 - A malformed answer that is still malformed after the last retry is returned as empty text: the parser
-  then keeps the window's previous order (counted there as "missing" repairs) and the backend counts it
+  then keeps the window's previous order (counted there as "garbage" + "missing" repairs) and the backend counts it
   in ``stats["malformed_gave_up"]``, so one broken window never stops a long run. Persistent 429/5xx/
   timeouts raise instead: the server is down or overloaded, and finished windows are already committed.
 - The API key is read from the environment variable named by ``api_key_env``; a missing variable sends no
@@ -33,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -231,8 +231,9 @@ class OpenAIBackend:
         async with sem:
             self.stats["requests"] += 1
             try:
-                response = await client.post("/chat/completions", json=body)
-            except httpx.TimeoutException as exc:
+                # httpx's timeout bounds each read; wait_for bounds the whole request (a server trickling bytes)
+                response = await asyncio.wait_for(client.post("/chat/completions", json=body), self.timeout)
+            except (httpx.TimeoutException, TimeoutError) as exc:
                 raise _Retryable("timeout", f"no answer within {self.timeout:g} s ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
                 raise _Retryable("connection", f"connection error ({type(exc).__name__}: {self._scrub(str(exc))})") from None
@@ -248,6 +249,8 @@ class OpenAIBackend:
         return self._answer(response)
 
     async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict[str, Any]) -> Generation:
+        # Retry loop by hand (not tenacity / the openai SDK): malformed 200s must retry too, retries are counted
+        # by kind for stats.json, and Retry-After is a floor on a full-jitter delay, not a cap at 60 s.
         for attempt in range(self.max_retries + 1):
             try:
                 return await self._attempt(client, sem, body)
