@@ -33,7 +33,12 @@ err_console = Console(stderr=True)
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one red line and exit code 2, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode typer returns the exit code of typer.Exit, and turns Ctrl-C into Exit(130)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:
+            err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to continue")
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except RankdistillError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
