@@ -152,6 +152,34 @@ def test_concurrency_is_bounded_and_used(tmp_path):
     assert 0.15 * 3 <= elapsed < 0.15 * 8  # ceil(8 / 3) rounds of 0.15 s, not 8 sequential answers
 
 
+def test_generate_works_inside_a_running_event_loop_and_close_stops_its_thread(tmp_path):
+    """A notebook runs an event loop in the main thread; generate() must still work there, synchronously."""
+    import asyncio
+    import threading
+
+    groups = [["n1", "n2", "n3"], ["n4", "n5", "n6"]]
+    with FakeLLMServer(tmp_path / "log.jsonl") as server:
+        backend = OpenAIBackend("m", server.base_url)
+        caller = []
+
+        async def notebook_cell():
+            def on_result(i, gen):
+                caller.append(threading.current_thread())
+                got[i] = gen
+
+            got: dict = {}
+            backend.generate(_prompts("q3", groups), on_result, max_new_tokens=16)
+            backend.generate(_prompts("q3", groups[:1]), on_result, max_new_tokens=16)  # the pool is reused
+            return got
+
+        got = asyncio.run(notebook_cell())
+        worker = backend._thread
+        backend.close()
+    assert [got[i].text for i in range(2)] == [_answer(g, "q3") for g in groups]
+    assert caller == [threading.main_thread()] * 3  # on_result runs in the caller's thread (SQLite-safe)
+    assert worker is not None and not worker.is_alive()
+
+
 def test_persistently_malformed_answer_becomes_empty_text_and_is_counted(tmp_path):
     groups = [["a1", "a2", "a3"], ["b1", "b2", "b3"]]
     prompts = _prompts("q1", groups)
@@ -283,3 +311,21 @@ def test_teach_openai_finishes_with_expected_run_despite_faults(tmp_path, secret
     assert secret_key not in caplog.text + captured.out + captured.err
     record = [json.loads(line) for line in (out / "record.jsonl").read_text().splitlines()]
     assert len(record) == 15 and all(r["response"].startswith("[") for r in record)
+
+
+def test_cli_wrong_key_is_one_line_exit_2_without_the_key(tmp_path, secret_key):
+    import os
+    import subprocess
+
+    data = tmp_path / "data"
+    run_path = write_toy_collection(data, n_queries=1, n_candidates=10)
+    with FakeLLMServer(tmp_path / "server.jsonl", expected_key="sk-the-right-one") as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "rankdistill", "teach", "--run", str(run_path), "--dataset", str(data),
+             "--output", str(tmp_path / "out"), "--backend", "openai", "--model", "m", "--base-url", server.base_url,
+             "--api-key-env", KEY_ENV, "--depth", "10", "--window", "10", "--stride", "5"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "500"},
+        )
+    assert done.returncode == 2
+    assert "HTTP 401" in done.stderr and f"${KEY_ENV}" in done.stderr and "Traceback" not in done.stderr
+    assert secret_key not in done.stderr + done.stdout
