@@ -118,6 +118,7 @@ class EvaluationResult:
             "baseline": self.baseline,
             "test": self.test if self.baseline else None,
             "alpha": self.alpha if self.baseline else None,
+            "legend": self.legend(),
             "runs": {},
         }
         for run in self.runs:
@@ -311,3 +312,26 @@ def evaluate(
 def _natural_key(qid: str):
     """Numeric ids in numeric order (2 before 10), others after them in text order."""
     return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
+
+
+def rich_table(summary: dict, title: str = "Evaluation"):
+    """A terminal table from ``EvaluationResult.to_dict()`` (also what the pipeline saves as metrics.json)."""
+    from rich.table import Table
+
+    table = Table(title=title, caption=summary.get("legend"), caption_justify="left")
+    table.add_column("run", style="bold", overflow="fold")
+    for m in summary["measures"]:
+        table.add_column(m, justify="right")
+    for run, entry in summary["runs"].items():
+        cells = []
+        for m in summary["measures"]:
+            item = entry["measures"][m]
+            text = f"{item['mean']:.4f}"
+            if "p_corrected" in item:
+                mark = (MARK_BETTER if item["delta"] > 0 else MARK_WORSE) if item["significant"] else ""
+                text += f"{mark} (p={item['p_corrected']:.3g})"
+                style = "green" if mark == MARK_BETTER else "red" if mark else ""
+                text = f"[{style}]{text}[/]" if style else text
+            cells.append(text)
+        table.add_row(f"{run} (baseline)" if run == summary.get("baseline") else run, *cells)
+    return table

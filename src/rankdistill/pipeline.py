@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from .config import EvalSetConfig, FirstStageConfig, PipelineConfig, TeacherConfig, load_config
 from .errors import RankdistillError
+from .fileio import atomic_write
 from .manifest import Stage
 from .runs import read_run, write_qrels, write_run
 
@@ -33,7 +33,7 @@ class PipelineResult:
     output: Path
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval set -> EvaluationResult.to_dict()
     report: Path | None = None
 
 
@@ -316,8 +316,8 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
         names = list(systems)
         result = evaluate([systems[n] for n in names], qrels=qrels_path, measures=ev.measures,
                           baseline=systems["bm25"], test=ev.test, names=names)
-        with (folder / "metrics.json").open("w") as handle:
-            json.dump(result.to_dict(), handle, indent=2)
+        with atomic_write(folder / "metrics.json") as handle:
+            json.dump(result.to_dict(per_query=True), handle, indent=2)
         throughput = {"student": r.stats.get(f"rerank:{name}") or {}}
         for fold in folds or {}:
             throughput.setdefault("student-folds", {})[fold] = r.stats.get(f"rerank:{fold}") or {}
@@ -337,13 +337,12 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
             title=f"{r.config.name}: {name}",
             folds=folds,
         )
-        return {"metrics": result.means()}
+        return {"metrics": result.means}
 
     r.run(stage, action)
     if not r.dry_run:
-        saved = json.loads((folder / "metrics.json").read_text())
         r.result.report = report_dir / "report.html"
-        return saved.get("means", {})
+        return json.loads((folder / "metrics.json").read_text())
     return {}
 
 
@@ -408,18 +407,12 @@ def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = No
 
 
 def print_summary(result: PipelineResult) -> None:
+    from .evaluate import rich_table
+
     out = Console()
-    for name, means in result.metrics.items():
-        if not means:
-            continue
-        table = Table(title=f"{name}")
-        measures = list(next(iter(means.values())).keys())
-        table.add_column("system")
-        for m in measures:
-            table.add_column(m, justify="right")
-        for system, values in means.items():
-            table.add_row(system, *(f"{values[m]:.4f}" for m in measures))
-        out.print(table)
+    for name, summary in result.metrics.items():
+        if summary:
+            out.print(rich_table(summary, title=f"{name}: BM25 / teacher / student"))
     out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
     if result.report:
         out.print(f"report: {result.report}")

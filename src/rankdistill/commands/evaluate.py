@@ -33,7 +33,7 @@ def evaluate_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write .csv, .json or .md.")] = None,
 ) -> None:
     """Evaluate runs on the qrels' queries (missing queries count 0, as trec_eval -c)."""
-    from ..evaluate import DEFAULT_MEASURES, evaluate
+    from ..evaluate import DEFAULT_MEASURES, evaluate, rich_table
 
     result = evaluate(
         runs, dataset=dataset, qrels=qrels, measures=tuple(measure) if measure else DEFAULT_MEASURES, rel=rel,
@@ -41,19 +41,7 @@ def evaluate_command(
     )
     out = Console()
     err = Console(stderr=True)
-    table = Table(title="Evaluation", caption=result.legend(), caption_justify="left")
-    table.add_column("run", style="bold", overflow="fold")
-    for m in result.measures:
-        table.add_column(m, justify="right")
-    for run in result.runs:
-        cells = []
-        for m in result.measures:
-            text = result.cell(run, m)
-            comp = result.comparisons.get(run, {}).get(m)
-            style = "green" if comp and comp.mark == "*" else "red" if comp and comp.mark else ""
-            cells.append(f"[{style}]{text}[/]" if style else text)
-        label = f"{run} (baseline)" if run == result.baseline else run
-        table.add_row(label, *cells)
+    table = rich_table(result.to_dict())
     out.print(table)
     if per_query:
         for m in result.measures:
