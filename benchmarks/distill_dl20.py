@@ -48,12 +48,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=DL20)
     parser.add_argument("--configs", default="ranknet,lce,kl,adr-mse")
-    parser.add_argument("--sample-size", type=int, default=30)
+    parser.add_argument("--sample-size", type=int, default=20)
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--max-passage-length", type=int, default=128)
     parser.add_argument("--max-query-length", type=int, default=32)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -63,10 +63,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sentence_transformers import CrossEncoder
 
-    import rankdistill
+    # the functions, not ``rankdistill.build``/``rankdistill.train``: once the submodule of the same name is
+    # imported, that package attribute is the module
+    from rankdistill.build import build
     from rankdistill.collection import load_collection
     from rankdistill.model import truncate_pairs
     from rankdistill.runs import read_qrels, read_run, write_run
+    from rankdistill.train import train
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +87,7 @@ def main() -> None:
     def teacher_set(train_qids: list[str], fold: int) -> list[Path]:
         path = out / "data" / f"teacher-fold{fold}.parquet"
         if not path.exists():
-            rankdistill.build(
+            build(
                 teacher_run=teacher_path, first_stage_run=args.data / "bm25-top100.run", dataset=str(args.data),
                 output=path, depth=args.depth, sample_size=args.sample_size, sampling="random", targets="rank",
                 seed=args.seed, qids=train_qids, progress=False,
@@ -96,7 +99,7 @@ def main() -> None:
         for seed in range(3):
             path = out / "data" / f"qrels-fold{fold}-seed{seed}.parquet"
             if not path.exists():
-                rankdistill.build(
+                build(
                     first_stage_run=args.data / "bm25-top100.run", dataset=str(args.data), output=path,
                     depth=args.depth, sample_size=8, sampling="single-relevant", targets="relevance",
                     negatives="first-stage", relevant_grade=2, seed=args.seed + seed, qids=train_qids, progress=False,
@@ -122,7 +125,7 @@ def main() -> None:
             model_dir = out / "models" / f"{name}-fold{fold}"
             t0, c0 = time.perf_counter(), time.process_time()
             if not model_dir.exists():
-                rankdistill.train(
+                train(
                     data, model="minilm-l6", output=model_dir, loss=cfg["loss"], loss_kwargs=cfg.get("loss_kwargs"),
                     epochs=args.epochs, learning_rate=args.learning_rate, batch_queries=1, grad_accum=1,
                     max_query_length=args.max_query_length, max_passage_length=args.max_passage_length,

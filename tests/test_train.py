@@ -286,3 +286,14 @@ def test_backbone_names(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RankdistillError, match="nobody-xyz/not-a-model.*could not be loaded"):
         resolve_backbone("nobody-xyz/not-a-model")
+
+
+def test_electra_backbone_trains_and_loads(tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    enc = tiny_encoder_dir(tmp_path / "electra", kind="electra")
+    data = write_set(tmp_path / "d.parquet", queries=2, docs=4)
+    out = train(data, model=str(enc), output=tmp_path / "m", max_steps=2, learning_rate=1e-3)
+    ce = CrossEncoder(str(out), device="cpu")
+    assert ce.model.config.model_type == "electra" and isinstance(ce.activation_fn, torch.nn.Identity)
+    assert ce.predict([("what is the water", "good water"), ("what is the water", "bad")]).shape == (2,)

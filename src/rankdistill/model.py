@@ -1,7 +1,10 @@
 """The cross-encoder: construction from any encoder, separate query/passage truncation, saving, model card.
 
-Scoring follows monoELECTRA: ``[CLS] q [SEP] p [SEP]`` through the encoder, one linear score on the first
-token (what ``AutoModelForSequenceClassification`` with ``num_labels=1`` is for BERT/ELECTRA/MiniLM).
+Scoring follows monoELECTRA: ``[CLS] q [SEP] p [SEP]`` through the encoder, one score from the first token.
+The head is the architecture's own ``AutoModelForSequenceClassification`` head with ``num_labels=1`` (BERT and
+MiniLM: pooler dense+tanh then one linear unit; ELECTRA: dense+GELU then one linear unit), not a bare linear
+layer as in lightning-ir: that is what lets the saved folder load in plain transformers and
+sentence-transformers without custom code.
 
 Truncation. The paper cuts the query to 32 and the passage to 256 tokens *separately*; sentence-transformers'
 ``CrossEncoder`` truncates the joined pair instead (longest-first up to ``max_seq_length``). We keep the saved
@@ -165,8 +168,9 @@ def write_model_card(
         "",
         "# Cross-encoder re-ranker (rankdistill)",
         "",
-        f"Trained with `rankdistill train` from **{base_model}**: one linear score on the first token of",
-        "`[CLS] query [SEP] passage [SEP]` (monoELECTRA style). Outputs are raw scores (identity activation).",
+        f"Trained with `rankdistill train` from **{base_model}**: one score from the first token of",
+        "`[CLS] query [SEP] passage [SEP]` (monoELECTRA style, through the architecture's sequence-classification",
+        "head with one label). Outputs are raw scores (identity activation), higher = more relevant.",
         "",
         "## Training",
         "",

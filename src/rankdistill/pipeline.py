@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,9 +233,7 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
         def do_train(s=s, data=data, out=out, base=model, train_cfg=train_cfg):
             from .train import train
 
-            if out.exists():
-                shutil.rmtree(out)
-            train(data, model=str(base), output=out, seed=r.config.seed, **train_cfg)
+            train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, **train_cfg)
 
         r.run(train_stage, do_train)
         model = out

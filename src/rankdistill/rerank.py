@@ -1,6 +1,7 @@
 """Re-rank a run with a cross-encoder: score every query's top-k candidates and write a new run.
 
-Sharding: started by ``torchrun --nproc-per-node N -m rankdistill.cli rerank ...`` (or any launcher that
+Sharding: started by ``torchrun --standalone --nproc-per-node N -m rankdistill -- rerank ...`` (the ``--``
+keeps torchrun from reading ``--run`` as its own ``--run-path``) (or any launcher that
 sets ``RANK``/``WORLD_SIZE``), each process scores every N-th query, writes its part beside the output,
 and rank 0 merges the parts into the output once all processes have finished (a gloo barrier; works for
 CPU processes and for one GPU per process, ``LOCAL_RANK`` picks the GPU).

@@ -307,6 +307,7 @@ def _train_stage(
         data_seed=stage["seed"],
         save_strategy="steps",
         save_steps=stage["save_steps"],
+        save_total_limit=2,  # the latest checkpoint (for --resume) and one before it
         logging_strategy="steps",
         logging_steps=stage["logging_steps"],
         logging_first_step=True,
@@ -407,10 +408,12 @@ def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Pat
         raise RankdistillError("key 'output': give the folder to save the model in (--output)")
     output = Path(opts.output)
     stages = resolve_stages(opts)
-    if output.exists() and not opts.overwrite:
+    # under torchrun/accelerate every process runs this; only the first checks and writes shared folders
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if main_process and output.exists() and not opts.overwrite:
         raise RankdistillError(f"output {output} already exists; pass --overwrite to replace it or choose another folder")
     work = output.parent / f"{output.name}.checkpoints"
-    if work.exists() and not opts.resume:
+    if main_process and work.exists() and not opts.resume:
         raise RankdistillError(
             f"{work} holds checkpoints of an unfinished run: pass --resume to continue it, or delete the folder to start over"
         )
@@ -429,6 +432,8 @@ def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Pat
         summaries.append(summary)
         current = str(final)
     total = time.perf_counter() - started
+    if not main_process:
+        return output
 
     last = Path(current)
     settings = {

@@ -27,7 +27,7 @@ def rerank_command(
     backend: Annotated[str, typer.Option("--backend", help="torch (onnx is not shipped, see benchmarks/RESULTS.md).")] = "torch",
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default rankdistill-<model name>).")] = None,
 ) -> None:
-    """Re-rank RUN's top-k with a cross-encoder. Shard with: torchrun --nproc-per-node N -m rankdistill rerank ..."""
+    """Re-rank RUN's top-k with a cross-encoder. Shard with: torchrun --standalone --nproc-per-node N -m rankdistill -- rerank ..."""
     import warnings
 
     from rich.console import Console

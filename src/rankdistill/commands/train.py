@@ -35,42 +35,42 @@ def train_command(
     ] = None,
     model: Annotated[
         Optional[str],
-        typer.Option("--model", "-m", help="Backbone: short name (minilm-l6, offline), model folder or hub id. [default: minilm-l6]"),
+        typer.Option("--model", "-m", help="Backbone: short name (minilm-l6, offline), model folder or hub id. (default: minilm-l6)"),
     ] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss: {LOSS_HELP} [default: ranknet]")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss: {LOSS_HELP} (default: ranknet)")] = None,
     loss_kwargs: Annotated[
         Optional[str], typer.Option("--loss-kwargs", help='Loss parameters as JSON, e.g. \'{"temperature": 10}\'.')
     ] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs", help="Passes over the queries. [default: 1]")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", help="Passes over the queries. (default: 1)")] = None,
     max_steps: Annotated[
         Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps (overrides --epochs).")
     ] = None,
     learning_rate: Annotated[
         Optional[float],
-        typer.Option("--learning-rate", "--lr", help="Peak AdamW learning rate (paper: 1e-5 on 10k queries). [default: 2e-5]"),
+        typer.Option("--learning-rate", "--lr", help="Peak AdamW learning rate (paper: 1e-5 on 10k queries). (default: 2e-5)"),
     ] = None,
     batch_queries: Annotated[
-        Optional[int], typer.Option("--batch-queries", help="Queries (whole lists) per device batch. [default: 1]")
+        Optional[int], typer.Option("--batch-queries", help="Queries (whole lists) per device batch. (default: 1)")
     ] = None,
     grad_accum: Annotated[
-        Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps (paper: 32 for distillation). [default: 1]")
+        Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps (paper: 32 for distillation). (default: 1)")
     ] = None,
     max_query_length: Annotated[
-        Optional[int], typer.Option("--max-query-length", help="Query budget in tokens, cut separately. [default: 32]")
+        Optional[int], typer.Option("--max-query-length", help="Query budget in tokens, cut separately. (default: 32)")
     ] = None,
     max_passage_length: Annotated[
-        Optional[int], typer.Option("--max-passage-length", help="Passage budget in tokens, cut separately. [default: 256]")
+        Optional[int], typer.Option("--max-passage-length", help="Passage budget in tokens, cut separately. (default: 256)")
     ] = None,
     warmup_ratio: Annotated[
-        Optional[float], typer.Option("--warmup-ratio", help="Fraction of steps with linear warm-up. [default: 0.1]")
+        Optional[float], typer.Option("--warmup-ratio", help="Fraction of steps with linear warm-up. (default: 0.1)")
     ] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="AdamW weight decay. [default: 0.01]")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the head's init, data order and dropout. [default: 0]")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="AdamW weight decay. (default: 0.01)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the head's init, data order and dropout. (default: 0)")] = None,
     bf16: Annotated[
-        Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 mixed precision. [default: on with a bf16 GPU, off on CPU]")
+        Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 mixed precision. (default: on with a bf16 GPU, off on CPU)")
     ] = None,
-    save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps. [default: 500]")] = None,
-    logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log the loss every N steps. [default: 10]")] = None,
+    save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps. (default: 500)")] = None,
+    logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log the loss every N steps. (default: 10)")] = None,
     resume: Annotated[
         Optional[bool],
         typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in OUTPUT.checkpoints (finished stages are kept)."),
@@ -80,7 +80,7 @@ def train_command(
         Optional[bool], typer.Option("--keep-checkpoints/--no-keep-checkpoints", help="Keep OUTPUT.checkpoints after success.")
     ] = None,
 ) -> None:
-    """Train a cross-encoder (score = linear layer on the first token) on listwise data.
+    """Train a cross-encoder (score from the first token, monoELECTRA style) on listwise data.
 
     Built on sentence-transformers' CrossEncoderTrainer: bf16, gradient accumulation, warm-up, checkpoints and
     --resume come from Hugging Face's Trainer; run it under `torchrun`/`accelerate launch` for several GPUs.
