@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--folds", default="0,1", help="Which folds to train (0 trains on the even-position qids).")
     args = parser.parse_args()
 
     import torch
@@ -115,7 +116,7 @@ def main() -> None:
     }
     for name in args.configs.split(","):
         cfg = configs[name]
-        for fold in (0, 1):
+        for fold in (int(f) for f in args.folds.split(",")):
             key = f"{name}/fold{fold}"
             run_path = out / "runs" / f"{name}-fold{fold}.run"
             if key in results and run_path.exists():

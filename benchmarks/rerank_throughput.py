@@ -61,8 +61,9 @@ def worker(spec: dict) -> dict:
     if spec["kind"] == "rankdistill":
         from rankdistill.scoring import CrossEncoderScorer
 
+        # explicit 32/256 budgets (not a model's stored ones), so both sides see the same, uncut pairs
         scorer = CrossEncoderScorer(spec["model"], dtype=spec["dtype"], device="cpu", batch_tokens=spec.get("batch_tokens"),
-                                    threads=spec["threads"])
+                                    threads=spec["threads"], max_query_length=32, max_passage_length=256)
         loaded = _rss_mb()
         t0 = time.perf_counter()
         scores = scorer.score(queries, passages)
@@ -72,7 +73,7 @@ def worker(spec: dict) -> dict:
     else:
         from sentence_transformers import CrossEncoder
 
-        ce = CrossEncoder(spec["model"], activation_fn=torch.nn.Identity(), device="cpu")
+        ce = CrossEncoder(spec["model"], activation_fn=torch.nn.Identity(), device="cpu", max_length=512)
         loaded = _rss_mb()
         t0 = time.perf_counter()
         scores = ce.predict(pairs, batch_size=spec["batch_size"], show_progress_bar=False)
@@ -152,6 +153,10 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {s["name"]: [] for s in specs}
     scores: dict[str, np.ndarray] = {}
+    fp16_result = None
+    if fp16:  # once, first: slow on CPU, timing only
+        fp16_result = _run_worker(fp16)
+        print(f"float16 on {fp16['limit']} pairs: {fp16_result['pairs_per_s']:.1f} pairs/s", file=sys.stderr, flush=True)
     for rep in range(args.repeats):
         for spec in specs:  # interleaved: every configuration once per round
             res = _run_worker(spec)
@@ -161,10 +166,12 @@ def main() -> None:
             print(f"round {rep + 1}: {spec['name']}: " + (f"{res['pairs_per_s']:.1f} pairs/s" if "pairs_per_s" in res else
                   f"{res['matmul_gflops_float32']:.0f} / {res['matmul_gflops_bfloat16']:.0f} GFLOP/s fp32/bf16")
                   + f" (load {res['load1_before']:.2f})", file=sys.stderr, flush=True)
-    fp16_result = None
-    if fp16:
-        fp16_result = _run_worker(fp16)
-        print(f"float16 on {fp16['limit']} pairs: {fp16_result['pairs_per_s']:.1f} pairs/s", file=sys.stderr)
+        # a summary after every round: an interrupted benchmark still leaves the rounds it finished
+        summarize(args, specs, results, scores, fp16, fp16_result, ids, qrels, config, lengths, flops, head, pairs, rep + 1)
+
+
+def summarize(args, specs, results, scores, fp16, fp16_result, ids, qrels, config, lengths, flops, head, pairs, rounds) -> None:
+    import numpy as np
 
     med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
     peak = {k: med(results["matmul peak"], f"matmul_gflops_{k}") for k in ("float32", "bfloat16")}
@@ -198,7 +205,7 @@ def main() -> None:
                       "peak_rss_mb": fp16_result["peak_rss_mb"], "peak_minus_loaded_mb": fp16_result["peak_minus_loaded_mb"],
                       "max_abs_diff_vs_predict_fp32": float(np.abs(sub - reference[:n]).max()), "ndcg10": None,
                       "achieved_gflops": encoder_flops(config, lengths[:n]) / fp16_result["seconds"] / 1e9})
-    report = {"machine": machine(), "model": head, "pairs": len(pairs), "repeats": args.repeats,
+    report = {"machine": machine(), "model": head, "pairs": len(pairs), "repeats": rounds,
               "real_tokens": sum(lengths), "mean_tokens_per_pair": sum(lengths) / len(lengths), "model_gflop": flops / 1e9,
               "matmul_peak_gflops": peak, "matmul_all": results["matmul peak"], "threads": args.threads,
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "results": table}
@@ -206,7 +213,7 @@ def main() -> None:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"\n{head}; {len(pairs)} DL20 pairs, {sum(lengths) / len(lengths):.1f} tokens/pair, {flops / 1e9:.0f} GFLOP; "
-          f"matmul peak fp32 {peak['float32']:.0f}, bf16 {peak['bfloat16']:.0f} GFLOP/s; medians of {args.repeats}")
+          f"matmul peak fp32 {peak['float32']:.0f}, bf16 {peak['bfloat16']:.0f} GFLOP/s; medians of {rounds} rounds")
     head_row = f"{'config':44} {'pairs/s':>8} {'x pred':>7} {'peak MB':>8} {'+MB':>6} {'max|diff|':>10} {'nDCG@10':>8} {'GFLOP/s':>8} {'%peak':>6} load1"
     print(head_row)
     for r in table:

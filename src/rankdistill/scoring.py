@@ -78,6 +78,26 @@ def default_threads() -> int:
     return max(1, cores // max(1, local))
 
 
+def _float32_head(model) -> None:
+    """Run the classification head in float32 on upcast features.
+
+    A bf16 logit has 8 bits of mantissa: scores near 8 are rounded to steps of 1/16, which makes ties
+    between close candidates. The head sees one token per pair, so fp32 there costs nothing measurable.
+    """
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Module):
+        return
+    head.float()
+
+    def upcast(_module, args, kwargs):
+        cast = lambda x: x.float() if torch.is_tensor(x) and x.is_floating_point() else x  # noqa: E731
+        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+    head.register_forward_pre_hook(upcast, with_kwargs=True)
+
+
 @dataclass
 class Batch:
     """Indices into the pair list and the padded tensors for them."""
@@ -140,7 +160,11 @@ class PairEncoder:
 
 
 def make_batches(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], batch_tokens: int, pad_id: int) -> list[Batch]:
-    """Pairs sorted by token length (stable), cut into batches of at most ``batch_tokens`` padded tokens."""
+    """Pairs sorted by token length (stable), cut into batches of at most ``batch_tokens`` padded tokens.
+
+    Batches of one exact length would need no attention mask (CPU SDPA runs ~30 % faster without one),
+    but on 800 DL20 pairs they were 1.5-2x slower overall: too many small batches and new shapes.
+    """
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(lengths, kind="stable")
     batches: list[Batch] = []
@@ -241,6 +265,8 @@ class CrossEncoderScorer:
                 stacklevel=2,
             )
         self.model.eval().to(self.device)
+        if self.dtype != "float32":
+            _float32_head(self.model)
         self._use_types = "token_type_ids" in self.tokenizer.model_input_names and getattr(config, "type_vocab_size", 2) > 1
         self.encoder = PairEncoder(
             self.tokenizer, self.max_query_length, self.max_passage_length, getattr(config, "max_position_embeddings", None)
@@ -264,10 +290,9 @@ class CrossEncoderScorer:
         batches = make_batches(ids, types, self.batch_tokens, self.encoder.pad_id)
         with torch.inference_mode():
             for batch in batches:
-                inputs = {
-                    "input_ids": torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True),
-                    "attention_mask": torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True),
-                }
+                inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)}
+                if not batch.attention_mask.all():  # no padding: no mask, the faster attention kernel
+                    inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True)
                 if self._use_types:
                     inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
                 logits = self.model(**inputs).logits
