@@ -212,3 +212,36 @@ def test_torchrun_shards_merge_into_the_single_process_run(model_dir, files, tmp
         assert [d for d, _ in a[qid]] == [d for d, _ in b[qid]]
         np.testing.assert_allclose([s for _, s in a[qid]], [s for _, s in b[qid]], atol=1e-5)
     assert not list(tmp_path.glob("sharded.run.part*"))
+
+
+def test_budgets_stored_with_a_rankdistill_model_are_the_default(model_dir, tmp_path):
+    import shutil
+
+    from rankdistill.model import write_truncation
+
+    folder = shutil.copytree(model_dir, tmp_path / "stored")
+    write_truncation(folder, 2, 4)
+    scorer = CrossEncoderScorer(folder, dtype="float32", device="cpu")
+    assert (scorer.max_query_length, scorer.max_passage_length) == (2, 4)
+    ids, _ = scorer.encoder.encode([QUERIES["q1"]], [PASSAGES["d4"]])
+    assert len(ids[0]) == 2 + 4 + 3
+    explicit = CrossEncoderScorer(folder, dtype="float32", device="cpu", max_passage_length=6)
+    assert (explicit.max_query_length, explicit.max_passage_length) == (2, 6)
+
+
+def test_bare_encoder_gets_a_seeded_head_and_a_warning(model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoModel
+
+    bare = tmp_path / "bare"
+    AutoModel.from_pretrained(model_dir).save_pretrained(bare)  # a bi-encoder-like folder: no classifier
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        if (model_dir / name).exists():
+            shutil.copy(model_dir / name, bare / name)
+    pairs = _pairs()
+    with pytest.warns(UserWarning, match="no trained scoring head .*classifier"):
+        first = CrossEncoderScorer(bare, dtype="float32", device="cpu").score([q for q, _ in pairs], [p for _, p in pairs])
+    with pytest.warns(UserWarning):
+        second = CrossEncoderScorer(bare, dtype="float32", device="cpu").score([q for q, _ in pairs], [p for _, p in pairs])
+    np.testing.assert_array_equal(first, second)  # the fresh head is initialised the same way every time

@@ -28,8 +28,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("torch", "onnx")
 DEFAULT_MAX_QUERY_LENGTH = 32
 DEFAULT_MAX_PASSAGE_LENGTH = 256
-# Padded tokens per batch. CPU: 2-4k tokens keep a batch's activations in cache (8k and 16k were slower
-# on the 2-core benchmark machine, see benchmarks/RESULTS.md); GPU: large batches fill the device.
+# Padded tokens per batch. CPU: 1k and 4k were as fast, 16k much slower on the 2-core benchmark machine
+# (benchmarks/RESULTS.md). GPU: large batches fill the device (not measured here: no GPU was lent).
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
 
@@ -65,9 +65,9 @@ def resolve_dtype(dtype: str, device: str) -> str:
         return dtype
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    # CPU: bf16 only where the CPU has native bf16 instructions (measured 2.4-2.9x faster than fp32 on the
-    # AVX512_BF16 benchmark machine with nDCG@10 within 0.002, benchmarks/RESULTS.md); without them
-    # bf16 matmuls are emulated and slower than fp32.
+    # CPU: bf16 only where the CPU has native bf16 instructions: on the AVX512_BF16 benchmark machine it
+    # was 1.39x faster than fp32 on DL20 with nDCG@10 within 0.001 (benchmarks/RESULTS.md); without
+    # them bf16 matmuls are emulated and slower than fp32.
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
@@ -236,7 +236,8 @@ class CrossEncoderScorer:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         except (OSError, ValueError) as exc:
             raise RankdistillError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from exc
-        if getattr(config, "num_labels", 1) != 1:
+        trained_head = any(a.endswith("ForSequenceClassification") for a in (getattr(config, "architectures", None) or []))
+        if trained_head and getattr(config, "num_labels", 1) != 1:  # a bare encoder's config says 2 by default
             raise RankdistillError(
                 f"model {model!r} has {config.num_labels} output labels; re-ranking needs a one-score cross-encoder"
             )

@@ -229,24 +229,12 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
 
 
 def make_loss(name: str, model, kwargs: dict[str, Any] | None = None):
-    """The loss by name: from rankdistill.losses (all eight), else sentence-transformers' own where it has one."""
+    """The loss by name (rankdistill.losses: sentence-transformers' own where it has the formula)."""
+    from .losses import make_loss as _make
+
     kwargs = dict(kwargs or {})
     try:
-        from .losses import make_loss as _make
-    except ImportError:
-        _make = None
-    if _make is not None:
-        try:
-            return _make(name, model, **kwargs)
-        except TypeError as exc:
-            raise RankdistillError(f"loss {name!r}: bad loss_kwargs {kwargs} ({exc})") from exc
-    from sentence_transformers.cross_encoder import losses as st_losses
-
-    fallback = {"ranknet": st_losses.RankNetLoss, "adr-mse": st_losses.ADRMSELoss, "listnet": st_losses.ListNetLoss}
-    if name not in fallback:
-        raise RankdistillError(f"loss {name!r} needs rankdistill.losses, which is not installed; available: {', '.join(fallback)}")
-    try:
-        return fallback[name](model, **kwargs)
+        return _make(name, model, **kwargs)
     except TypeError as exc:
         raise RankdistillError(f"loss {name!r}: bad loss_kwargs {kwargs} ({exc})") from exc
 
