@@ -64,13 +64,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sentence_transformers import CrossEncoder
 
-    # the functions, not ``rankdistill.build``/``rankdistill.train``: once the submodule of the same name is
-    # imported, that package attribute is the module
-    from rankdistill.build import build
+    from rankdistill.distillset import build
     from rankdistill.collection import load_collection
     from rankdistill.model import truncate_pairs
     from rankdistill.runs import read_qrels, read_run, write_run
-    from rankdistill.train import train
+    from rankdistill.training import train
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

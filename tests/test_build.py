@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rankdistill.build import (
+from rankdistill.distillset import (
     SAMPLINGS,
     build,
     listwise_lists,

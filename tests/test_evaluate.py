@@ -15,7 +15,7 @@ from scipy import stats
 
 from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
-from rankdistill.evaluate import evaluate, parse_measures
+from rankdistill.evaluation import evaluate, parse_measures
 from rankdistill.runs import write_qrels, write_run
 from rankdistill.significance import holm, paired_p_value
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tiny import tiny_encoder_dir
 
-from rankdistill.pipeline import pipeline
+from rankdistill.workflow import pipeline
 from rankdistill.runs import read_qrels, read_run, write_qrels, write_run
 
 N_QUERIES, DEPTH = 6, 12

@@ -8,7 +8,7 @@ import pytest
 
 from rankdistill.config import load_config
 from rankdistill.errors import RankdistillError
-from rankdistill.pipeline import folds_of, pipeline
+from rankdistill.workflow import folds_of, pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -12,7 +12,7 @@ import pytest
 
 from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
-from rankdistill.rerank import rerank
+from rankdistill.reranking import rerank
 from rankdistill.runs import read_run, write_run
 from rankdistill.scoring import CrossEncoderScorer, make_batches
 

@@ -13,7 +13,7 @@ import pytest
 
 from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
-from rankdistill.retrieve import BM25Index, EmptyQueryWarning, retrieve
+from rankdistill.bm25 import BM25Index, EmptyQueryWarning, retrieve
 from rankdistill.runs import read_run
 
 DOCS = {
@@ -100,7 +100,7 @@ def test_default_index_goes_to_the_cache_keyed_by_parameters(tiny, tmp_path):
     import json
 
     from rankdistill.collection import SqliteCorpus, cache_dir
-    from rankdistill.retrieve import corpus_identity, default_index_dir
+    from rankdistill.bm25 import corpus_identity, default_index_dir
 
     retrieve(queries={"q": "cat"}, corpus=corpus, output=tmp_path / "a.run", show_progress=False)
     retrieve(queries={"q": "cat"}, corpus=corpus, output=tmp_path / "b.run", k1=1.2, b=0.75, show_progress=False)
@@ -112,7 +112,7 @@ def test_default_index_goes_to_the_cache_keyed_by_parameters(tiny, tmp_path):
     assert json.loads((second / "rankdistill-index.json").read_text())["k1"] == 1.2
 
 
-@pytest.mark.filterwarnings("ignore::rankdistill.retrieve.EmptyQueryWarning")
+@pytest.mark.filterwarnings("ignore::rankdistill.bm25.EmptyQueryWarning")
 def test_index_built_with_other_parameters_is_refused(tiny, tmp_path):
     corpus, queries = tiny
     retrieve(queries=queries, corpus=corpus, index_dir=tmp_path / "idx", output=tmp_path / "a.run", show_progress=False)

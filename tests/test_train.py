@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from rankdistill.errors import RankdistillError  # noqa: E402
-from rankdistill.train import load_config, load_listwise, parse_options, train, train_from_options  # noqa: E402
+from rankdistill.training import load_config, load_listwise, parse_options, train, train_from_options  # noqa: E402
 
 WORDS = "water river city car price cost time year day people state court law data".split()
 
@@ -263,7 +263,7 @@ def test_cli_help_documents_every_knob():
     from typer.testing import CliRunner
 
     from rankdistill.cli import app
-    from rankdistill.train import TrainOptions
+    from rankdistill.training import TrainOptions
 
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
     assert result.exit_code == 0

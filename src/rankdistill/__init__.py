@@ -19,15 +19,15 @@ _API = {
     "read_qrels": "runs",
     "write_qrels": "runs",
     "RankdistillError": "errors",
-    "retrieve": "retrieve",
-    "BM25Index": "retrieve",
-    "evaluate": "evaluate",
+    "retrieve": "bm25",
+    "BM25Index": "bm25",
+    "evaluate": "evaluation",
     "teach": "teacher.teach",
-    "build": "build",
+    "build": "distillset",
     "make_loss": "losses",
-    "train": "train",
-    "rerank": "rerank",
-    "pipeline": "pipeline",
+    "train": "training",
+    "rerank": "reranking",
+    "pipeline": "workflow",
 }
 
 __all__ = sorted(_API)

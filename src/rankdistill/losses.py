@@ -3,7 +3,7 @@
 Every loss here takes the trainer's listwise call: ``loss([queries, docs_lists], labels, prompt=None,
 task=None)`` where ``docs_lists[b]`` are the passages of query ``b`` and ``labels[b]`` a 1-D tensor of
 their targets (higher = better), as ``CrossEncoderDataCollator`` builds it from the columns ``query``,
-``docs``, ``labels`` (see ``rankdistill.build.listwise_lists``). Lists may have different lengths: they
+``docs``, ``labels`` (see ``rankdistill.distillset.listwise_lists``). Lists may have different lengths: they
 are scored flat, placed in a padded ``(batch, max_len)`` matrix, and a boolean ``mask`` marks the real
 entries — the same scheme as sentence-transformers' own listwise losses (no ``-1`` label sentinels; a
 padded entry never enters a sum or a mean).

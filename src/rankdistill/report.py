@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RankdistillError
-from .evaluate import MARK_BETTER, MARK_WORSE
+from .evaluation import MARK_BETTER, MARK_WORSE
 from .fileio import atomic_write
 from .runs import Qrels, Run
 
@@ -58,7 +58,7 @@ def _score(runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str], basel
     That means: every qrels query counts (a run lacking one scores 0 there, as ``trec_eval -c``), and
     each system is tested against ``baseline`` with Holm's correction across the compared systems.
     """
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     answered = set().union(*(run.keys() for run in runs.values()))
     if not answered & set(qrels):

@@ -50,7 +50,7 @@ def build_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..build import BuildConfig, build_from_config, describe_counts, describe_validation_error, read_metadata
+    from ..distillset import BuildConfig, build_from_config, describe_counts, describe_validation_error, read_metadata
 
     flags = dict(
         output=output, teacher_run=teacher_run, first_stage_run=first_stage_run, qrels=qrels, dataset=dataset,

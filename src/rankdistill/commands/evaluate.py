@@ -33,7 +33,7 @@ def evaluate_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write .csv, .json or .md.")] = None,
 ) -> None:
     """Evaluate runs on the qrels' queries (missing queries count 0, as trec_eval -c)."""
-    from ..evaluate import DEFAULT_MEASURES, evaluate, rich_table
+    from ..evaluation import DEFAULT_MEASURES, evaluate, rich_table
 
     result = evaluate(
         runs, dataset=dataset, qrels=qrels, measures=tuple(measure) if measure else DEFAULT_MEASURES, rel=rel,

@@ -32,7 +32,7 @@ def rerank_command(
 
     from rich.console import Console
 
-    from ..rerank import rerank
+    from ..reranking import rerank
 
     err = Console(stderr=True)
 

@@ -30,7 +30,7 @@ def retrieve_command(
     tag: Annotated[str, typer.Option("--tag", help="Run tag (last column).")] = "bm25",
 ) -> None:
     """BM25 retrieval: build the index once (then memory-map it) and write the top-k run."""
-    from ..retrieve import retrieve
+    from ..bm25 import retrieve
 
     err = Console(stderr=True)
     with warnings.catch_warnings(record=True) as caught:

@@ -87,7 +87,7 @@ def train_command(
     The model folder loads with sentence_transformers.CrossEncoder (raw scores) and
     AutoModelForSequenceClassification, and has a model card (README.md).
     """
-    from ..train import load_config, parse_options, train_from_options
+    from ..training import load_config, parse_options, train_from_options
 
     values: dict[str, Any] = load_config(config) if config is not None else {}
     flags = dict(

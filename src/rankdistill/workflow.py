@@ -111,7 +111,7 @@ def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig) -> 
     stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, **_dump(cfg.bm25)}, [], [out])
 
     def action():
-        from .retrieve import retrieve
+        from .bm25 import retrieve
 
         retrieve(dataset, output=out, k=cfg.bm25.k, k1=cfg.bm25.k1, b=cfg.bm25.b)
 
@@ -206,7 +206,7 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
         )
 
         def do_build(s=s, data=data, build_cfg=build_cfg):
-            from .build import build
+            from .distillset import build
 
             build(
                 teacher_run=teacher_run,
@@ -231,7 +231,7 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
         )
 
         def do_train(s=s, data=data, out=out, base=model, train_cfg=train_cfg):
-            from .train import train
+            from .training import train
 
             train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, **train_cfg)
 
@@ -256,7 +256,7 @@ def _rerank(r: _Runner, target: _EvalTarget) -> Path:
     )
 
     def action():
-        from .rerank import rerank
+        from .reranking import rerank
 
         start = time.perf_counter()
         rerank(
@@ -303,7 +303,7 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
     )
 
     def action():
-        from .evaluate import evaluate
+        from .evaluation import evaluate
         from .report import write_report
 
         coll = load_collection(dataset)
@@ -404,7 +404,7 @@ def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = No
 
 
 def print_summary(result: PipelineResult) -> None:
-    from .evaluate import rich_table
+    from .evaluation import rich_table
 
     out = Console()
     for name, summary in result.metrics.items():
