@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class _Runner:
         self.result = PipelineResult(output=self.root)
         self.stats: dict[str, Any] = {}
         self.missing: list[str] = []
+        self.resuming = False  # set per stage by run()
 
     def run(self, stage: Stage, action: Callable[[], dict[str, Any] | None]) -> None:
         if self.dry_run:
@@ -77,12 +79,23 @@ class _Runner:
             self.stats[stage.id] = saved.get("stats", {})
             return
         console.print(f"[bold cyan]running[/] {stage.id}")
+        # an earlier run that began this stage with the same config and inputs and never finished it
+        started = self._started_path(stage)
+        fingerprint = stage.fingerprint()
+        self.resuming = started.exists() and started.read_text() == json.dumps(fingerprint)
+        with atomic_write(started) as handle:
+            handle.write(json.dumps(fingerprint))
         start = time.perf_counter()
         extra = action() or {}
         seconds = time.perf_counter() - start
         self.stats[stage.id] = {**extra, "seconds": seconds}
         stage.record(self.root, seconds, {"stats": extra})
+        self._started_path(stage).unlink(missing_ok=True)
         self.result.ran.append(stage.id)
+
+    def _started_path(self, stage: Stage) -> Path:
+        return stage.manifest_path(self.root).with_suffix(".started")
+
 
 
 def _dump(model) -> Any:
@@ -233,7 +246,12 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
         def do_train(s=s, data=data, out=out, base=model, train_cfg=train_cfg):
             from .training import train
 
-            train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, **train_cfg)
+            # an interrupted run of this very stage continues from its checkpoints; any other leftovers go
+            checkpoints = out.parent / f"{out.name}.checkpoints"
+            resume = checkpoints.is_dir() and r.resuming
+            if checkpoints.is_dir() and not resume:
+                shutil.rmtree(checkpoints)
+            train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, resume=resume, **train_cfg)
 
         r.run(train_stage, do_train)
         model = out
