@@ -293,3 +293,22 @@ def test_dl20_rankvicuna_top100(dl20, tmp_path):
     assert [r["teacher_rank"] for r in first] == list(range(1, 101))
     assert np.allclose([r["target"] for r in first], np.arange(100, 0, -1))
     assert counts["list_length"] == {"min": 100, "mean": 100.0, "max": 100}
+
+
+def test_cross_negatives_come_from_other_queries_below_every_own_passage(coll, tmp_path):
+    out = build(teacher_run=coll["teacher"], dataset=str(coll["folder"]), output=tmp_path / "x.parquet",
+                depth=5, sample_size=2, cross_negatives=2, seed=3, progress=False)
+    rows = rows_by_qid(out)
+    q1, q2 = rows["q1"], rows["q2"]
+    # q1 keeps its own top 2, then 2 passages that only q2's ranking holds (p7, p8; p1 is q1's own)
+    assert [r["docid"] for r in q1[:2]] == ["p3", "p1"]
+    assert sorted(r["docid"] for r in q1[2:]) == ["p7", "p8"]
+    assert [r["target"] for r in q1] == [5.0, 4.0, 3.0, 3.0]  # min own target - 1
+    assert all(r["teacher_rank"] is None and r["relevance"] is None for r in q1[2:])
+    # q2's cross negatives are q1's passages that q2 does not rank
+    own_q2 = {"p7", "p8", "p1"}
+    assert len(q2) == 4 and all(r["docid"] not in own_q2 for r in q2[2:])
+    assert {r["docid"] for r in q2[2:]} <= {"p3", "p2", "p4", "p5"}
+    again = build(teacher_run=coll["teacher"], dataset=str(coll["folder"]), output=tmp_path / "y.parquet",
+                  depth=5, sample_size=2, cross_negatives=2, seed=3, progress=False)
+    assert read_set(again).equals(read_set(out))

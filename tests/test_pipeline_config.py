@@ -86,3 +86,9 @@ def test_folds_partition_and_are_seeded():
     assert abs(len(folds[0]) - len(folds[1])) <= 1
     assert folds == folds_of(list(reversed(qids)), 2, seed=0)
     assert folds != folds_of(qids, 2, seed=1)
+
+
+def test_bad_measure_is_caught_when_the_config_is_read(tmp_path):
+    text = BASE.replace("LOSS", "lce").replace("{cross_validation: 2}", "{cross_validation: 2, measures: [nDCG@10, RR@10(rel=2)]}")
+    with pytest.raises(RankdistillError, match=r"evaluate\.measures: .*'RR@10\(rel=2\)'"):
+        load_config(write(tmp_path, text))

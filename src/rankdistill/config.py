@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RankdistillError
 
@@ -72,6 +72,7 @@ class TrainStageConfig(_Strict):
     sampling: Literal["top", "random", "log-random", "single-relevant", "top-and-random"] = "top"
     depth: int = Field(100, gt=0)
     sample_size: int = Field(100, gt=1)
+    cross_negatives: int = Field(0, ge=0, description="Passages of other queries added below each list's own.")
     # learning (rankdistill train)
     loss: Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"] = "ranknet"
     epochs: float = Field(1.0, gt=0)
@@ -118,6 +119,17 @@ class EvaluateConfig(_Strict):
     measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100", "AP"])
     test: Literal["ttest", "wilcoxon"] = "ttest"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("measures")
+    @classmethod
+    def _valid_measures(cls, measures: list[str]) -> list[str]:
+        from .evaluation import parse_measures
+
+        try:
+            parse_measures(measures)
+        except RankdistillError as exc:
+            raise ValueError(str(exc)) from None
+        return measures
 
     @model_validator(mode="after")
     def _one_protocol(self):

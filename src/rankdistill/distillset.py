@@ -85,6 +85,9 @@ class BuildConfig(BaseModel):
     targets: Literal["rank", "score", "relevance"] = "rank"
     negatives: Literal["first-stage", "teacher"] = "first-stage"
     relevant_grade: int = Field(1, description="Lowest qrels grade that counts as relevant (single-relevant).")
+    cross_negatives: int = Field(
+        0, ge=0, description="Passages of other queries added to each list below every own candidate (query-dependence)."
+    )
     seed: int = 0
     qids: list[str] | None = None
 
@@ -212,6 +215,7 @@ def build(
     seed: int = 0,
     qids: Iterable[str] | str | Path | None = None,
     relevant_grade: int = 1,
+    cross_negatives: int = 0,
     split: str = "test",
     fix_encoding: bool = False,
     progress: bool = True,
@@ -229,7 +233,7 @@ def build(
             queries=queries, corpus=corpus, output=output, depth=depth, sample_size=sample_size,
             sampling=sampling, targets=targets, negatives=negatives, seed=seed,
             qids=list(qids) if isinstance(qids, list | tuple | set) else qids,
-            relevant_grade=relevant_grade, split=split, fix_encoding=fix_encoding,
+            relevant_grade=relevant_grade, cross_negatives=cross_negatives, split=split, fix_encoding=fix_encoding,
         )
     except ValidationError as exc:
         raise describe_validation_error(exc) from None
@@ -303,6 +307,9 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
         )
 
     teacher_pos, first_pos, target_pos = _positions(teacher), _positions(first), _positions(target_run)
+    # passages of every query, for cross-query negatives: with few training queries a student can fit each
+    # list by passage features alone; a passage that answers another query must score below this query's own
+    pool = [docid for q in qids for docid, _ in ranking[q][: cfg.depth]] if cfg.cross_negatives else []
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     for qid in track(qids, "sampling", disable=not progress):
@@ -337,6 +344,15 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
                 "first_stage_rank": f[0] if f else None, "first_stage_score": f[1] if f else None,
                 "relevance": grades.get(docid) if qrels is not None else None, "_order": (idx, order),
             })
+        if cfg.cross_negatives:
+            own = {docid for docid, _ in ranking[qid]} | set(grades)
+            floor = 0.0 if cfg.targets == "relevance" else min(r["target"] for r in items) - 1.0
+            for n, docid in enumerate(_cross_negatives(pool, own, cfg.cross_negatives, query_rng(cfg.seed + 1, qid))):
+                items.append({
+                    "qid": qid, "query": coll.queries[qid], "docid": docid, "passage": None, "target": floor,
+                    "teacher_rank": None, "teacher_score": None, "first_stage_rank": None, "first_stage_score": None,
+                    "relevance": None, "_order": (len(candidates) + n, len(items)),
+                })
         # target descending, ties in the sampled ranking's order
         items.sort(key=lambda r: (-r["target"], r["_order"]))
         for position, item in enumerate(items):
@@ -378,6 +394,18 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     return out
+
+
+def _cross_negatives(pool: list[str], own: set[str], k: int, rng: np.random.Generator) -> list[str]:
+    """Up to ``k`` distinct passages drawn uniformly from ``pool`` (other queries' candidates), none of ``own``."""
+    picked: list[str] = []
+    for idx in rng.permutation(len(pool)):
+        docid = pool[idx]
+        if docid not in own and docid not in picked:
+            picked.append(docid)
+            if len(picked) == k:
+                break
+    return picked
 
 
 def _stats(rows: list[dict[str, Any]], asked: int, skipped: list[str]) -> dict[str, Any]:

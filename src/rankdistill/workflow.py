@@ -212,7 +212,7 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
     model: str | Path = cfg.model
     for s in cfg.stages:
         data = folder / f"{s.name}.parquet"
-        build_cfg = {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size")}
+        build_cfg = {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size", "cross_negatives")}
         inputs = [p for p in (fs_run, teacher_run) if p is not None]
         build_stage = Stage(
             f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]

@@ -42,6 +42,7 @@ def build_command(
     targets: Annotated[str, typer.Option("--targets", help="rank | score | relevance: what the student learns (higher = better).")] = "rank",
     negatives: Annotated[str, typer.Option("--negatives", help="first-stage | teacher: the run single-relevant draws its hard negatives from.")] = "first-stage",
     relevant_grade: Annotated[int, typer.Option("--relevant-grade", help="Lowest qrels grade counted as relevant by single-relevant.")] = 1,
+    cross_negatives: Annotated[int, typer.Option("--cross-negatives", help="Add N passages of other queries to each list, below its own candidates, so the student must read the query.")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed; each query's generator derives from it and the query id.")] = 0,
     qids: Annotated[Optional[str], typer.Option("--qids", help="Only these queries: comma-separated ids, or a file with one id a line.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of these options; explicit flags win.")] = None,
@@ -55,7 +56,8 @@ def build_command(
     flags = dict(
         output=output, teacher_run=teacher_run, first_stage_run=first_stage_run, qrels=qrels, dataset=dataset,
         queries=queries, corpus=corpus, split=split, fix_encoding=fix_encoding, depth=depth, sample_size=sample_size,
-        sampling=sampling, targets=targets, negatives=negatives, relevant_grade=relevant_grade, seed=seed, qids=qids,
+        sampling=sampling, targets=targets, negatives=negatives, relevant_grade=relevant_grade,
+        cross_negatives=cross_negatives, seed=seed, qids=qids,
     )
     values: dict[str, Any] = _read_yaml(config) if config else {}
     for name, value in flags.items():
