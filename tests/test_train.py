@@ -238,7 +238,7 @@ def test_config_errors(tiny, tmp_path):
         train(tiny["data"], model="./no/such/model", output=tmp_path / "m2", max_steps=1)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("loss: [unclosed\n")
-    with pytest.raises(RankdistillError, match=r"c\.yaml:\d+: not valid YAML"):
+    with pytest.raises(RankdistillError, match=r"c\.yaml:\d+: invalid YAML"):
         load_config(cfg)
 
 

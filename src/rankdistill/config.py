@@ -158,8 +158,8 @@ def _describe(error: dict) -> str:
     return f"{key}: {msg}"
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a pipeline YAML; relative paths in it are taken relative to the file."""
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file of ``key: value`` options (``-`` in keys read as ``_``); bad YAML names file:line."""
     path = Path(path)
     if not path.is_file():
         raise RankdistillError(f"{path}: no such config file")
@@ -169,8 +169,17 @@ def load_config(path: str | Path) -> PipelineConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise RankdistillError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        return {}
     if not isinstance(raw, dict):
         raise RankdistillError(f"{path}: expected a mapping of keys at the top level")
+    return {str(k).replace("-", "_"): v for k, v in raw.items()}
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline YAML; relative paths in it are taken relative to the file."""
+    path = Path(path)
+    raw = read_yaml_mapping(path)
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:

@@ -106,20 +106,10 @@ def _validation_message(exc: ValidationError, where: str) -> str:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config into a dict; relative data/output paths are taken relative to the file."""
-    import yaml
+    from .config import read_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise RankdistillError(f"config file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise RankdistillError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-    if not isinstance(raw, dict):
-        raise RankdistillError(f"{path}: a config is a mapping of option names to values")
-    raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    raw = read_yaml_mapping(path)
     base = path.resolve().parent
 
     def rel(value):

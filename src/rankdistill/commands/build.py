@@ -78,21 +78,9 @@ def build_command(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    from ..config import read_yaml_mapping
 
-    from ..errors import RankdistillError
-
-    if not path.is_file():
-        raise RankdistillError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RankdistillError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise RankdistillError(f"{path}: expected a mapping of option names to values")
-    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    values = read_yaml_mapping(path)
     base = path.parent
     for key in ("output", "teacher_run", "first_stage_run", "qrels", "queries", "corpus"):
         if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
