@@ -48,3 +48,19 @@ def pytest_configure(config):
 def irds_home(shared_data) -> Path:
     """The private IR_DATASETS_HOME copy set up in pytest_configure."""
     return Path(os.environ["IR_DATASETS_HOME"])
+
+
+@pytest.fixture()
+def cli_error(capsys):
+    """Run the CLI on argv expecting a user error: exit 2, one message, no traceback; returns the message."""
+    from rankdistill.cli import main
+
+    def run(argv) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return " ".join(err.split())
+
+    return run

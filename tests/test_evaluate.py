@@ -154,38 +154,29 @@ def test_outputs_csv_json_markdown(toy, tmp_path):
         result.write(tmp_path / "out.xlsx")
 
 
-def _cli_error(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
-
-
-def test_malformed_run_line_exits_2_naming_file_and_line(toy, capsys):
+def test_malformed_run_line_exits_2_naming_file_and_line(toy, cli_error):
     run, qrels = toy
     run.write_text(run.read_text() + "q9 Q0 d1 1\n")
-    err = _cli_error(["evaluate", str(run), "--qrels", str(qrels)], capsys)
+    err = cli_error(["evaluate", str(run), "--qrels", str(qrels)])
     assert f"{run}:{len(RUN['q1']) + len(RUN['q2']) + len(RUN['q4']) + 1}:" in err and "6 columns" in err
 
 
-def test_malformed_qrels_line_exits_2(toy, capsys):
+def test_malformed_qrels_line_exits_2(toy, cli_error):
     run, qrels = toy
     qrels.write_text("q1 0 d1 1\nq1 0 d2 high\n")
-    err = _cli_error(["evaluate", str(run), "--qrels", str(qrels)], capsys)
+    err = cli_error(["evaluate", str(run), "--qrels", str(qrels)])
     assert f"{qrels}:2:" in err
 
 
-def test_invalid_measure_through_cli(toy, capsys):
+def test_invalid_measure_through_cli(toy, cli_error):
     run, qrels = toy
-    err = _cli_error(["evaluate", str(run), "--qrels", str(qrels), "-m", "nDCG@ten"], capsys)
+    err = cli_error(["evaluate", str(run), "--qrels", str(qrels), "-m", "nDCG@ten"])
     assert "'nDCG@ten'" in err
 
 
-def test_unknown_irds_id_through_evaluate(toy, capsys):
+def test_unknown_irds_id_through_evaluate(toy, cli_error):
     run, _ = toy
-    err = _cli_error(["evaluate", str(run), "--dataset", "irds:does-not-exist"], capsys)
+    err = cli_error(["evaluate", str(run), "--dataset", "irds:does-not-exist"])
     assert "IR_DATASETS_HOME" in err
 
 

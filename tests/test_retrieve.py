@@ -131,32 +131,23 @@ def test_cli_retrieve_writes_the_run(tiny, tmp_path, capsys):
     assert "warning:" in capsys.readouterr().err
 
 
-def _cli_error(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
-
-
-def test_malformed_corpus_line_is_one_line_with_file_and_line(tiny, tmp_path, capsys):
+def test_malformed_corpus_line_is_one_line_with_file_and_line(tiny, tmp_path, cli_error):
     corpus, queries = tiny
     corpus.write_text("d1\tgood text\nd2 no tab here\n", encoding="utf-8")
-    err = _cli_error(["retrieve", "--queries", str(queries), "--corpus", str(corpus), "-o", str(tmp_path / "x.run")], capsys)
+    err = cli_error(["retrieve", "--queries", str(queries), "--corpus", str(corpus), "-o", str(tmp_path / "x.run")])
     assert f"{corpus}:2:" in err
     assert not (tmp_path / "x.run").exists()
 
 
-def test_malformed_queries_line_is_reported(tiny, tmp_path, capsys):
+def test_malformed_queries_line_is_reported(tiny, tmp_path, cli_error):
     corpus, queries = tiny
     queries.write_text("q1\tfine\nq2\n", encoding="utf-8")
-    err = _cli_error(["retrieve", "--queries", str(queries), "--corpus", str(corpus), "-o", str(tmp_path / "x.run")], capsys)
+    err = cli_error(["retrieve", "--queries", str(queries), "--corpus", str(corpus), "-o", str(tmp_path / "x.run")])
     assert f"{queries}:2:" in err
 
 
-def test_unknown_irds_id_names_ir_datasets_home(tmp_path, capsys):
-    err = _cli_error(["retrieve", "--dataset", "irds:does-not-exist", "-o", str(tmp_path / "x.run")], capsys)
+def test_unknown_irds_id_names_ir_datasets_home(tmp_path, cli_error):
+    err = cli_error(["retrieve", "--dataset", "irds:does-not-exist", "-o", str(tmp_path / "x.run")])
     assert "does-not-exist" in err and "IR_DATASETS_HOME" in err
 
 
