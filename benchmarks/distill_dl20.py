@@ -62,11 +62,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from sentence_transformers import CrossEncoder
-
     from rankdistill.distillset import build
     from rankdistill.collection import load_collection
-    from rankdistill.model import truncate_pairs
+    from rankdistill.model import load_cross_encoder, truncate_pairs
     from rankdistill.runs import read_qrels, read_run, write_run
     from rankdistill.training import train
 
@@ -134,7 +132,7 @@ def main() -> None:
             log = json.loads((model_dir / "training_log.json").read_text())["stages"][0]
             losses = [e["loss"] for e in log["log_history"] if "loss" in e]
             # re-rank the held-out half's BM25 top-100
-            model = CrossEncoder(str(model_dir), device="cpu")
+            model = load_cross_encoder(model_dir, device="cpu")
             pairs_q, pairs_p, owners = [], [], []
             for q in test_q:
                 texts = coll.texts([d for d, _ in bm25[q]])

@@ -73,9 +73,11 @@ def worker(spec: dict) -> dict:
         real, padded = scorer.token_count(queries, passages)
         extra = {"batch_tokens": scorer.batch_tokens, "padded_tokens": padded, "real_tokens": real}
     else:
-        from sentence_transformers import CrossEncoder
+        from rankdistill.backbones import resolve_backbone
+        from rankdistill.model import load_cross_encoder
 
-        ce = CrossEncoder(spec["model"], activation_fn=torch.nn.Identity(), device="cpu", max_length=512)
+        # the same CrossEncoder either way; load_cross_encoder also admits rankdistill's similarity head
+        ce = load_cross_encoder(resolve_backbone(spec["model"]), activation_fn=torch.nn.Identity(), device="cpu", max_length=512)
         loaded = _rss_mb()
         t0 = time.perf_counter()
         scores = ce.predict(pairs, batch_size=spec["batch_size"], show_progress_bar=False)

@@ -40,10 +40,11 @@ class FirstStageConfig(_Strict):
 
 
 class TeacherConfig(_Strict):
-    """Either a recorded teacher run (e.g. the published Rank-DistiLLM runs) or an LLM ranked here."""
+    """Either a recorded teacher run (e.g. the published Rank-DistiLLM runs), an LLM ranked here, or a
+    bi-encoder's cosines (``backend: embedding``, pointwise: the listwise keys do not apply)."""
 
     run: Path | None = None
-    backend: Literal["hf", "vllm", "openai", "replay"] | None = None
+    backend: Literal["hf", "vllm", "openai", "replay", "embedding"] | None = None
     model: str | None = None
     prompt: Literal["rankgpt", "rankvicuna", "rankzephyr"] = "rankzephyr"
     depth: int = Field(100, gt=0)
@@ -57,10 +58,27 @@ class TeacherConfig(_Strict):
     @model_validator(mode="after")
     def _one_source(self):
         if (self.run is None) == (self.backend is None):
-            raise ValueError("give exactly one of 'run' (a recorded teacher run) or 'backend' (hf, vllm, openai, replay)")
+            raise ValueError(
+                "give exactly one of 'run' (a recorded teacher run) or 'backend' (hf, vllm, openai, replay, embedding)"
+            )
+        if self.backend == "embedding":
+            if self.model is None:
+                raise ValueError("backend 'embedding' needs 'model' (a sentence-transformers model, e.g. minilm-l6)")
+            listwise = sorted(self.model_fields_set & {"prompt", "window", "stride", "first_token", "max_passage_words",
+                                                       "replay_file"})
+            if listwise:
+                raise ValueError(f"backend 'embedding' is pointwise: {', '.join(listwise)} only apply to the LLM backends")
         if self.stride > self.window:
             raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window})")
         return self
+
+
+class StageDataConfig(_Strict):
+    """A stage's own distillation data: e.g. unjudged topics with a bi-encoder teacher, before the LLM stage."""
+
+    dataset: str = Field(..., description="irds:<id> or a folder with the stage's queries and passages.")
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig | None = None
 
 
 class TrainStageConfig(_Strict):
@@ -83,6 +101,13 @@ class TrainStageConfig(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     max_query_length: int = Field(32, gt=0)
     max_passage_length: int = Field(256, gt=0)
+    bf16: bool | Literal["auto"] | None = Field(
+        None, description="bf16 autocast: unset = on with a bf16 GPU; auto = also on CPUs with native bf16."
+    )
+    loss_options: dict[str, Any] = Field(default_factory=dict, description="Loss keyword arguments, e.g. temperature.")
+    data: StageDataConfig | None = Field(
+        None, description="Build this stage's set from another dataset's queries (evaluated queries removed)."
+    )
 
 
 class TrainConfig(_Strict):
@@ -90,13 +115,16 @@ class TrainConfig(_Strict):
     first_stage: FirstStageConfig
     teacher: TeacherConfig | None = None
     model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
+    head: Literal["cls", "similarity"] = Field("cls", description="The student's scoring head on the backbone.")
     stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
 
     @model_validator(mode="after")
     def _targets_available(self):
-        for stage in self.stages:
-            if stage.targets in ("rank", "score") and self.teacher is None:
-                raise ValueError(f"stage {stage.name!r} learns from the teacher ({stage.targets}) but 'teacher' is not set")
+        for i, stage in enumerate(self.stages):
+            teacher = stage.data.teacher if stage.data is not None else self.teacher
+            if stage.targets in ("rank", "score") and teacher is None:
+                key = f"stages.{i}.data.teacher" if stage.data is not None else "teacher"
+                raise ValueError(f"stage {stage.name!r} learns from the teacher ({stage.targets}) but {key!r} is not set")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
@@ -144,6 +172,18 @@ class PipelineConfig(_Strict):
     seed: int = 0
     train: TrainConfig
     evaluate: EvaluateConfig
+
+    @model_validator(mode="after")
+    def _stage_ids_free(self):
+        """A stage with its own data gets the ids retrieve:<name>/teach:<name>: they must not clash."""
+        taken = {"train", "cv", *(s.name for s in self.evaluate.sets)}
+        for i, stage in enumerate(self.train.stages):
+            if stage.data is not None and stage.name in taken:
+                raise ValueError(
+                    f"train.stages.{i}.name: {stage.name!r} has its own data, so it must differ from "
+                    f"'train', 'cv' and the evaluation set names ({', '.join(sorted(taken))})"
+                )
+        return self
 
 
 def _describe(error: dict) -> str:
@@ -208,6 +248,9 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
 
     fix(config)
     config.train.dataset = fix_dataset(config.train.dataset)
+    for stage in config.train.stages:
+        if stage.data is not None:
+            stage.data.dataset = fix_dataset(stage.data.dataset)
     for s in config.evaluate.sets:
         s.dataset = fix_dataset(s.dataset)
     if config.train.model not in ("minilm-l6",) and (base / config.train.model).exists():

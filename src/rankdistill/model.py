@@ -31,25 +31,49 @@ DEFAULT_MAX_QUERY_LENGTH = 32
 DEFAULT_MAX_PASSAGE_LENGTH = 256
 
 
-def build_cross_encoder(backbone: str, *, max_query_length: int, max_passage_length: int, seed: int):
+def build_cross_encoder(
+    backbone: str, *, max_query_length: int, max_passage_length: int, seed: int, head: str = "cls"
+):
     """A one-score CrossEncoder with identity activation (raw scores) from a model folder or hub id.
 
-    A checkpoint without a classification head (e.g. a bi-encoder such as all-MiniLM-L6-v2) gets a fresh
-    linear head, initialised under ``seed`` so the same config trains the same model.
+    ``head="cls"``: the architecture's own sequence-classification head on the first token; a checkpoint
+    without one (e.g. a bi-encoder such as all-MiniLM-L6-v2) gets a fresh linear head, initialised under
+    ``seed`` so the same config trains the same model. ``head="similarity"``: the
+    :class:`~rankdistill.heads.SegmentSimilarity` head (see :mod:`rankdistill.heads` for why). A folder saved
+    by rankdistill with a similarity head loads as it is, whatever ``head`` says.
     """
     import torch
     from sentence_transformers import CrossEncoder
     from transformers import logging as hf_logging
     from transformers import set_seed
 
+    from .heads import HEADS
+
+    if head not in HEADS:
+        raise RankdistillError(f"head {head!r} is not one of {', '.join(HEADS)}")
     set_seed(seed)
+    device = "cpu" if not torch.cuda.is_available() else None
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "classifier newly initialised" report is expected here
     st_logger = logging.getLogger("sentence_transformers")
     st_level = st_logger.level
     st_logger.setLevel(logging.ERROR)
     try:
-        model = CrossEncoder(backbone, num_labels=1, activation_fn=torch.nn.Identity(), device="cpu" if not torch.cuda.is_available() else None)
+        if has_similarity_head(backbone):
+            model = load_cross_encoder(backbone, device=device)
+        elif head == "similarity":
+            from sentence_transformers.base.modules import Transformer
+
+            from .heads import SegmentSimilarity
+
+            encoder = Transformer(backbone, transformer_task="feature-extraction")
+            encoder.model.config.num_labels = 1  # one score per pair: predict() returns shape (n,)
+            sep = encoder.tokenizer.sep_token_id
+            if sep is None:
+                raise RankdistillError(f"head 'similarity' needs a tokenizer with a separator token; {backbone!r} has none")
+            model = CrossEncoder(modules=[encoder, SegmentSimilarity(sep)], activation_fn=torch.nn.Identity(), device=device)
+        else:
+            model = CrossEncoder(backbone, num_labels=1, activation_fn=torch.nn.Identity(), device=device)
     except OSError as exc:
         raise RankdistillError(f"cannot load backbone {backbone!r}: {str(exc).splitlines()[0]}") from exc
     finally:
@@ -57,6 +81,50 @@ def build_cross_encoder(backbone: str, *, max_query_length: int, max_passage_len
         st_logger.setLevel(st_level)
     set_max_length(model, max_query_length, max_passage_length)
     return model
+
+
+def _module_types(folder: str | Path) -> list[str]:
+    path = Path(folder) / "modules.json"
+    if not path.is_file():
+        return []
+    return [str(m.get("type", "")) for m in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def has_similarity_head(folder: str | Path) -> bool:
+    """True for a model folder saved by rankdistill with the :class:`~rankdistill.heads.SegmentSimilarity` head."""
+    from .heads import SIMILARITY_HEAD
+
+    return SIMILARITY_HEAD in _module_types(folder)
+
+
+def load_similarity_head(folder: str | Path):
+    """The saved :class:`~rankdistill.heads.SegmentSimilarity` of a model folder (for the fast scorer)."""
+    from .heads import SIMILARITY_HEAD, SegmentSimilarity
+
+    entries = json.loads((Path(folder) / "modules.json").read_text(encoding="utf-8"))
+    sub = next(e.get("path", "") for e in entries if e.get("type") == SIMILARITY_HEAD)
+    return SegmentSimilarity.load(str(folder), subfolder=sub, local_files_only=True)
+
+
+def load_cross_encoder(folder: str | Path, **kwargs):
+    """Load a saved rankdistill model (either head) as a sentence-transformers ``CrossEncoder``.
+
+    sentence-transformers imports a module class from outside its own package only with
+    ``trust_remote_code=True``. We grant it only after checking that every module is sentence-transformers'
+    own or ours and that the config names no remote modelling code, so no other code can run.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from .heads import SIMILARITY_HEAD
+
+    types = _module_types(folder)
+    foreign = [t for t in types if not (t.startswith("sentence_transformers.") or t == SIMILARITY_HEAD)]
+    config = Path(folder) / "config.json"
+    remote = config.is_file() and "auto_map" in json.loads(config.read_text(encoding="utf-8"))
+    trusted = bool(types) and not foreign and not remote
+    kwargs.setdefault("activation_fn", torch.nn.Identity())
+    return CrossEncoder(str(folder), trust_remote_code=trusted, **kwargs)
 
 
 def pair_length(tokenizer, max_query_length: int, max_passage_length: int) -> int:
@@ -149,6 +217,20 @@ def _fmt(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _head_description(base_model: str, similarity: bool) -> list[str]:
+    if similarity:
+        return [
+            f"Trained with `rankdistill train` from **{base_model}**: `[CLS] query [SEP] passage [SEP]` through the",
+            "encoder, score = a learnt scale times the cosine of the mean query token and the mean passage token",
+            "(rankdistill's similarity head). Outputs are raw scores, higher = more relevant.",
+        ]
+    return [
+        f"Trained with `rankdistill train` from **{base_model}**: one score from the first token of",
+        "`[CLS] query [SEP] passage [SEP]` (monoELECTRA style, through the architecture's sequence-classification",
+        "head with one label). Outputs are raw scores (identity activation), higher = more relevant.",
+    ]
+
+
 def write_model_card(
     folder: Path,
     *,
@@ -158,6 +240,7 @@ def write_model_card(
     metrics: dict[str, Any] | None = None,
 ) -> None:
     """README.md: base model, data, loss and hyper-parameters per stage, metrics when given, usage."""
+    similarity = settings.get("head") == "similarity"
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -168,9 +251,7 @@ def write_model_card(
         "",
         "# Cross-encoder re-ranker (rankdistill)",
         "",
-        f"Trained with `rankdistill train` from **{base_model}**: one score from the first token of",
-        "`[CLS] query [SEP] passage [SEP]` (monoELECTRA style, through the architecture's sequence-classification",
-        "head with one label). Outputs are raw scores (identity activation), higher = more relevant.",
+        *_head_description(base_model, similarity),
         "",
         "## Training",
         "",
@@ -199,15 +280,19 @@ def write_model_card(
         "does this):",
         "",
         "```python",
-        "from sentence_transformers import CrossEncoder",
-        "from rankdistill.model import read_truncation, truncate_pairs",
-        "",
-        'model = CrossEncoder("PATH")',
+        *(["from rankdistill.model import load_cross_encoder, read_truncation, truncate_pairs", "",
+            'model = load_cross_encoder("PATH")  # a CrossEncoder; or CrossEncoder("PATH", trust_remote_code=True)']
+          if similarity else
+          ["from sentence_transformers import CrossEncoder",
+           "from rankdistill.model import read_truncation, truncate_pairs", "",
+           'model = CrossEncoder("PATH")']),
         'mq, mp = read_truncation("PATH")',
         "qs, ps = truncate_pairs(model.tokenizer, queries, passages, mq, mp)",
         "scores = model.predict(list(zip(qs, ps)))",
         "```",
         "",
+        "The similarity head is rankdistill's own module (`rankdistill.heads.SegmentSimilarity`): install"
+        " rankdistill to load the model." if similarity else
         "It also loads with `transformers.AutoModelForSequenceClassification` (one logit = the score).",
         "",
     ]

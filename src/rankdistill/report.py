@@ -162,6 +162,8 @@ def _number(value: Any) -> str:
         return str(value)
     if isinstance(value, float) and math.isnan(value):
         return "–"
+    if isinstance(value, int):  # counts (queries, pairs) stay whole numbers
+        return f"{value:,}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 1:

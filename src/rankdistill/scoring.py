@@ -190,7 +190,8 @@ def make_batches(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], b
 
 
 class CrossEncoderScorer:
-    """Scores (query, passage) pairs with a one-label sequence-classification model (raw logits)."""
+    """Scores (query, passage) pairs with a one-label sequence-classification model (raw logits), or with an
+    encoder and rankdistill's similarity head."""
 
     def __init__(
         self,
@@ -205,11 +206,11 @@ class CrossEncoderScorer:
         threads: int | None = None,
     ):
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
         from transformers import logging as hf_logging
 
         from .backbones import resolve_backbone
-        from .model import read_truncation
+        from .model import has_similarity_head, load_similarity_head, read_truncation
 
         if backend not in BACKENDS:
             raise RankdistillError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -241,14 +242,17 @@ class CrossEncoderScorer:
             raise RankdistillError(
                 f"model {model!r} has {config.num_labels} output labels; re-ranking needs a one-score cross-encoder"
             )
+        # rankdistill's similarity head (rankdistill.heads): the bare encoder, then the head on its token states
+        self.head = load_similarity_head(self.model_path) if has_similarity_head(self.model_path) else None
+        auto_class = AutoModel if self.head is not None else AutoModelForSequenceClassification
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # we report a fresh head ourselves, in one line
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # a missing head is initialised the same way every run
-                loaded = AutoModelForSequenceClassification.from_pretrained(
+                loaded = auto_class.from_pretrained(
                     self.model_path,
-                    num_labels=1,
+                    **({} if self.head is not None else {"num_labels": 1}),
                     dtype=getattr(torch, self.dtype),
                     attn_implementation="sdpa",
                     output_loading_info=True,
@@ -266,7 +270,9 @@ class CrossEncoderScorer:
                 stacklevel=2,
             )
         self.model.eval().to(self.device)
-        if self.dtype != "float32":
+        if self.head is not None:
+            self.head.eval().to(self.device)  # computes in float32 whatever the encoder's dtype
+        elif self.dtype != "float32":
             _float32_head(self.model)
         self._use_types = "token_type_ids" in self.tokenizer.model_input_names and getattr(config, "type_vocab_size", 2) > 1
         self.encoder = PairEncoder(
@@ -296,8 +302,14 @@ class CrossEncoderScorer:
                     inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True)
                 if self._use_types:
                     inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
-                logits = self.model(**inputs).logits
-                scores[batch.index] = logits[:, 0].float().cpu().numpy()
+                if self.head is None:
+                    out = self.model(**inputs).logits[:, 0]
+                else:
+                    mask = inputs.get("attention_mask")
+                    if mask is None:
+                        mask = torch.ones_like(inputs["input_ids"])
+                    out = self.head.score(self.model(**inputs).last_hidden_state, inputs["input_ids"], mask)
+                scores[batch.index] = out.float().cpu().numpy()
                 if on_batch is not None:
                     on_batch(len(batch.index))
         return scores

@@ -60,10 +60,11 @@ class TrainOptions(StageOptions):
     """All knobs of ``rankdistill train``; the same keys make up the YAML config."""
 
     model: str = "minilm-l6"
+    head: Literal["cls", "similarity"] = "cls"
     output: Path | None = None
     max_query_length: int = Field(32, ge=1)
     max_passage_length: int = Field(256, ge=1)
-    bf16: bool | None = None
+    bf16: bool | Literal["auto"] | None = None
     resume: bool = False
     overwrite: bool = False
     keep_checkpoints: bool = False
@@ -238,14 +239,24 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return Path(found) if folder.is_dir() and (found := get_last_checkpoint(str(folder))) else None
 
 
-def _bf16(flag: bool | None) -> bool:
+def _bf16(flag: bool | str | None) -> bool:
+    """None: on with a bf16 GPU. "auto": also on a CPU with native bf16 dot products (AVX512_BF16 or AMX),
+    where autocast trains about 1.4x faster (the 2-core benchmark machine); True there too, and an error on
+    CPUs that would only emulate bf16."""
     import torch
 
+    from .scoring import cpu_has_native_bf16
+
+    gpu = torch.cuda.is_available()
     if flag is None:
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if flag and not torch.cuda.is_available():
-        raise RankdistillError("bf16 needs a GPU here; leave bf16 unset (auto) or pass --no-bf16 on CPU")
-    return flag
+        return gpu and torch.cuda.is_bf16_supported()
+    if flag == "auto":
+        return torch.cuda.is_bf16_supported() if gpu else cpu_has_native_bf16()
+    if flag and not gpu and not cpu_has_native_bf16():
+        raise RankdistillError(
+            "bf16 needs a GPU or a CPU with native bf16 (avx512_bf16 / amx_bf16); use bf16: auto, or --no-bf16"
+        )
+    return bool(flag)
 
 
 def _train_stage(
@@ -258,6 +269,7 @@ def _train_stage(
     callbacks: list | None,
 ) -> tuple[Path, dict[str, Any]]:
     """One stage: build the model from ``start_model``, train, save to ``work/stage-<i>/model``."""
+    import torch
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from .model import build_cross_encoder, write_truncation
@@ -265,7 +277,8 @@ def _train_stage(
     stage_dir = work / f"stage-{index}"
     final = stage_dir / "model"
     model = build_cross_encoder(
-        start_model, max_query_length=opts.max_query_length, max_passage_length=opts.max_passage_length, seed=stage["seed"]
+        start_model, max_query_length=opts.max_query_length, max_passage_length=opts.max_passage_length,
+        seed=stage["seed"], head=opts.head,
     )
     dataset, stats = load_listwise(stage["data"], model.tokenizer, opts.max_query_length, opts.max_passage_length)
     loss = make_loss(stage["loss"], model, stage["loss_kwargs"])
@@ -281,6 +294,7 @@ def _train_stage(
         weight_decay=stage["weight_decay"],
         lr_scheduler_type="linear",
         bf16=_bf16(opts.bf16),
+        use_cpu=not torch.cuda.is_available(),  # what HF's Trainer asks for before it autocasts bf16 on a CPU
         seed=stage["seed"],
         data_seed=stage["seed"],
         save_strategy="steps",
@@ -328,6 +342,7 @@ def train(
     *,
     model: str = "minilm-l6",
     output: str | Path,
+    head: str | None = None,
     loss: str | None = None,
     loss_kwargs: dict[str, Any] | None = None,
     epochs: float | None = None,
@@ -340,7 +355,7 @@ def train(
     warmup_ratio: float | None = None,
     weight_decay: float | None = None,
     seed: int | None = None,
-    bf16: bool | None = None,
+    bf16: bool | str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     save_steps: int | None = None,
@@ -354,18 +369,20 @@ def train(
 
     ``data``: parquet file(s) from ``rankdistill build`` (one row per query-candidate, grouped by qid,
     ``target`` higher = better). ``model``: a short name (``minilm-l6``), a model folder or a hub id.
+    ``head``: ``cls`` (default; the architecture's classification head) or ``similarity`` (scaled cosine of
+    the query's and passage's mean tokens, :mod:`rankdistill.heads`: for bi-encoder checkpoints and few queries).
     ``loss``: one of :data:`LOSSES` (default ranknet, the paper's distillation loss). Defaults of the
     ``None`` knobs are in :data:`STAGE_DEFAULTS`. ``stages``: a list of dicts with the per-stage keys of
     :class:`StageOptions` (``data``, ``loss``, ``epochs`` ...); stage i+1 starts from stage i's weights —
     the paper's recipe is ``[{data: labels.parquet, loss: lce}, {data: teacher.parquet, loss: ranknet}]``.
     ``resume``: continue from the last checkpoint under ``<output>.checkpoints`` (finished stages are kept).
-    ``bf16``: None = on when a bf16-capable GPU is present. ``metrics``: figures for the model card.
+    ``bf16``: None = on when a bf16-capable GPU is present; "auto" = also on CPUs with native bf16. ``metrics``: figures for the model card.
     ``callbacks``: extra ``transformers.TrainerCallback`` objects.
     """
     values = {
         k: v
         for k, v in dict(
-            data=data, model=model, output=output, loss=loss, loss_kwargs=loss_kwargs, epochs=epochs,
+            data=data, model=model, output=output, head=head, loss=loss, loss_kwargs=loss_kwargs, epochs=epochs,
             max_steps=max_steps, learning_rate=learning_rate, batch_queries=batch_queries, grad_accum=grad_accum,
             max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
             weight_decay=weight_decay, seed=seed, bf16=bf16, resume=resume, overwrite=overwrite,
@@ -380,7 +397,7 @@ def train(
 def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Path:
     """Run all stages of validated options (the CLI and :func:`train` both end here)."""
     from .backbones import backbone_source, resolve_backbone
-    from .model import write_model_card, write_truncation
+    from .model import has_similarity_head, write_model_card, write_truncation
 
     if opts.output is None:
         raise RankdistillError("key 'output': give the folder to save the model in (--output)")
@@ -416,6 +433,7 @@ def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Pat
     last = Path(current)
     settings = {
         "base_model": backbone_source(opts.model),
+        "head": "similarity" if has_similarity_head(last) else "cls",
         "max_query_length": opts.max_query_length,
         "max_passage_length": opts.max_passage_length,
         "max_seq_length": json.loads((last / "tokenizer_config.json").read_text()).get("model_max_length"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .config import EvalSetConfig, FirstStageConfig, PipelineConfig, TeacherConfig, load_config
+from .config import EvalSetConfig, FirstStageConfig, PipelineConfig, TeacherConfig, TrainStageConfig, load_config
 from .errors import RankdistillError
 from .fileio import atomic_write
 from .manifest import Stage
@@ -34,6 +34,7 @@ class PipelineResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval set -> EvaluationResult.to_dict()
+    folds: dict[str, list[str]] = field(default_factory=dict)  # cross-validation: fold -> its test query ids
     report: Path | None = None
 
 
@@ -66,6 +67,7 @@ class _Runner:
         self.stats: dict[str, Any] = {}
         self.missing: list[str] = []
         self.resuming = False  # set per stage by run()
+        self.stage_data: dict[str, Path] = {}  # stage name -> its own distillation set (built once, fold-free)
 
     def run(self, stage: Stage, action: Callable[[], dict[str, Any] | None]) -> None:
         if self.dry_run:
@@ -102,12 +104,13 @@ def _dump(model) -> Any:
     return model.model_dump(mode="json") if model is not None else None
 
 
-def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig) -> Path:
+def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig, folder: Path | None = None) -> Path:
+    folder = folder or r.root / name
     if cfg.run is not None:
         _check_file(r, f"{name}.first_stage.run", cfg.run)
         return cfg.run
     if cfg.from_dataset:
-        out = r.root / name / "first-stage.run"
+        out = folder / "first-stage.run"
         stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, "from_dataset": True}, [], [out])
 
         def copy_scoreddocs():
@@ -120,7 +123,7 @@ def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig) -> 
 
         r.run(stage, copy_scoreddocs)
         return out
-    out = r.root / name / "bm25.run"
+    out = folder / "bm25.run"
     stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, **_dump(cfg.bm25)}, [], [out])
 
     def action():
@@ -132,13 +135,14 @@ def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig) -> 
     return out
 
 
-def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: TeacherConfig | None) -> Path | None:
+def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: TeacherConfig | None,
+             folder: Path | None = None) -> Path | None:
     if cfg is None:
         return None
     if cfg.run is not None:
         _check_file(r, f"{name}.teacher.run", cfg.run)
         return cfg.run
-    folder = r.root / name / "teacher"
+    folder = folder or r.root / name / "teacher"
     out = folder / "teacher.run"
     inputs = [first_stage] + ([cfg.replay_file] if cfg.replay_file else [])
     stage = Stage(f"teach:{name}", "teach", {"dataset": dataset, **_dump(cfg)}, inputs, [out])
@@ -146,6 +150,10 @@ def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: Teache
     def action():
         from .teacher.teach import teach
 
+        if cfg.backend == "embedding":  # pointwise: the listwise options do not apply
+            result = teach(first_stage, dataset=dataset, output=folder, backend="embedding", model=cfg.model,
+                           depth=cfg.depth, backend_options=cfg.options)
+            return dict(result.stats)
         result = teach(
             first_stage,
             dataset=dataset,
@@ -200,61 +208,151 @@ def _subset_run(path: Path, qids: list[str] | None, out: Path) -> Path:
     return out
 
 
-def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Path, teacher: Path | None) -> Path:
-    """Build and train every configured stage in order; stage n+1 starts from stage n's weights."""
+def _train_cfg(s: TrainStageConfig) -> dict[str, Any]:
+    """The stage's ``train()`` keyword arguments (also its fingerprint: empty new keys are left out)."""
+    skip = {"name", "targets", "sampling", "depth", "sample_size", "cross_negatives", "data", "loss_options"}
+    cfg = {k: v for k, v in _dump(s).items() if k not in skip}
+    if cfg.get("bf16") is None:  # unset: train() decides (and older fingerprints stay valid)
+        cfg.pop("bf16", None)
+    if s.loss_options:
+        cfg["loss_kwargs"] = dict(s.loss_options)
+    return cfg
+
+
+def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: str | Path, out: Path) -> Path:
+    """Train one stage on ``data``; a stage starting from the backbone gets the configured head."""
+    train_cfg = _train_cfg(s)
+    head = r.config.train.head
+    if not isinstance(base, Path) and head != "cls":  # a previous stage's folder already has its head
+        train_cfg["head"] = head
+    base_inputs = [base] if isinstance(base, Path) else []
+    train_stage = Stage(
+        f"train:{tag}:{s.name}",
+        "train",
+        {"model": str(base) if not isinstance(base, Path) else "previous-stage", "seed": r.config.seed, **train_cfg},
+        [data, *base_inputs],
+        [out],
+    )
+
+    def do_train():
+        from .training import train
+
+        # an interrupted run of this very stage continues from its checkpoints; any other leftovers go
+        checkpoints = out.parent / f"{out.name}.checkpoints"
+        resume = checkpoints.is_dir() and r.resuming
+        if checkpoints.is_dir() and not resume:
+            shutil.rmtree(checkpoints)
+        train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, resume=resume, **train_cfg)
+
+    r.run(train_stage, do_train)
+    return out
+
+
+def _build_cfg(s: TrainStageConfig) -> dict[str, Any]:
+    return {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size", "cross_negatives")}
+
+
+def _stage_data(r: _Runner, s: TrainStageConfig, excluded: set[str]) -> Path:
+    """A stage's own distillation set from ``s.data``, without the evaluated queries; built once per pipeline."""
+    if s.name in r.stage_data:
+        return r.stage_data[s.name]
+    assert s.data is not None
+    dcfg = s.data
+    folder = r.root / "stages" / s.name
+    fs = _first_stage(r, s.name, dcfg.dataset, dcfg.first_stage, folder=folder)
+    kept: list[str] | None = None
+    if not r.dry_run:
+        run = read_run(fs)
+        kept = [q for q in run if q not in excluded]
+        console.print(
+            f"stage {s.name}: removed {len(run) - len(kept)} evaluated queries from {dcfg.dataset}, "
+            f"{len(kept)} left for distillation", highlight=False,
+        )
+        if not kept:
+            raise RankdistillError(
+                f"train.stages.{s.name}.data: every query of {dcfg.dataset} is evaluated; give a dataset with other queries"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        fs = _subset_run(fs, kept, folder / "first-stage.kept.run")
+    teacher = _teacher(r, s.name, dcfg.dataset, fs, dcfg.teacher, folder=folder / "teacher")
+    data = folder / "data.parquet"
+    build_cfg = _build_cfg(s)
+    inputs = [p for p in (fs, teacher) if p is not None]
+    stage = Stage(f"build:{s.name}", "build", {"dataset": dcfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data])
+
+    def do_build():
+        from .distillset import build
+
+        build(teacher_run=teacher, first_stage_run=fs, dataset=dcfg.dataset, output=data, seed=r.config.seed,
+              qids=kept, **build_cfg)
+
+    r.run(stage, do_build)
+    r.stage_data[s.name] = data
+    return data
+
+
+def _train_shared(r: _Runner, excluded: set[str]) -> tuple[str | Path, int]:
+    """Train the leading stages that all have their own data once, under ``students/shared/``.
+
+    They do not depend on the fold, so every fold's next stage starts from the result. Returns the model
+    to start from and how many stages are done.
+    """
+    model: str | Path = r.config.train.model
+    done = 0
+    folder = r.root / "students" / "shared"
+    for s in r.config.train.stages:
+        if s.data is None:
+            break
+        data = _stage_data(r, s, excluded)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = _train_stage(r, "shared", s, data, model, folder / f"model-{s.name}")
+        done += 1
+    return model, done
+
+
+def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Path, teacher: Path | None,
+                   start: tuple[str | Path, int] | None = None, excluded: set[str] = frozenset()) -> Path:
+    """Build and train every configured stage in order; stage n+1 starts from stage n's weights.
+
+    ``start`` is the shared stages' model and how many stages it covers (see ``_train_shared``).
+    """
     cfg = r.config.train
+    model, done = start or (cfg.model, 0)
+    remaining = cfg.stages[done:]
     folder = r.root / "students" / tag
+    if not remaining:
+        return Path(model)
     folder.mkdir(parents=True, exist_ok=True)
     fs_run = first_stage if r.dry_run else _subset_run(first_stage, qids, folder / "first-stage.train.run")
     teacher_run = None
     if teacher is not None:
         teacher_run = teacher if r.dry_run else _subset_run(teacher, qids, folder / "teacher.train.run")
-    model: str | Path = cfg.model
-    for s in cfg.stages:
-        data = folder / f"{s.name}.parquet"
-        build_cfg = {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size", "cross_negatives")}
-        inputs = [p for p in (fs_run, teacher_run) if p is not None]
-        build_stage = Stage(
-            f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]
-        )
-
-        def do_build(s=s, data=data, build_cfg=build_cfg):
-            from .distillset import build
-
-            build(
-                teacher_run=teacher_run,
-                first_stage_run=fs_run,
-                dataset=cfg.dataset,
-                output=data,
-                seed=r.config.seed,
-                qids=qids,
-                **build_cfg,
+    for s in remaining:
+        if s.data is not None:  # its own (fold-free) data; trained per fold since a fold-dependent stage came first
+            data = _stage_data(r, s, excluded)
+        else:
+            data = folder / f"{s.name}.parquet"
+            build_cfg = _build_cfg(s)
+            inputs = [p for p in (fs_run, teacher_run) if p is not None]
+            build_stage = Stage(
+                f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]
             )
 
-        r.run(build_stage, do_build)
-        out = folder / f"model-{s.name}"
-        train_cfg = {k: v for k, v in _dump(s).items() if k not in build_cfg and k != "name"}
-        base_inputs = [Path(model)] if isinstance(model, Path) else []
-        train_stage = Stage(
-            f"train:{tag}:{s.name}",
-            "train",
-            {"model": str(model) if not isinstance(model, Path) else "previous-stage", "seed": r.config.seed, **train_cfg},
-            [data, *base_inputs],
-            [out],
-        )
+            def do_build(data=data, build_cfg=build_cfg):
+                from .distillset import build
 
-        def do_train(s=s, data=data, out=out, base=model, train_cfg=train_cfg):
-            from .training import train
+                build(
+                    teacher_run=teacher_run,
+                    first_stage_run=fs_run,
+                    dataset=cfg.dataset,
+                    output=data,
+                    seed=r.config.seed,
+                    qids=qids,
+                    **build_cfg,
+                )
 
-            # an interrupted run of this very stage continues from its checkpoints; any other leftovers go
-            checkpoints = out.parent / f"{out.name}.checkpoints"
-            resume = checkpoints.is_dir() and r.resuming
-            if checkpoints.is_dir() and not resume:
-                shutil.rmtree(checkpoints)
-            train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, resume=resume, **train_cfg)
-
-        r.run(train_stage, do_train)
-        model = out
+            r.run(build_stage, do_build)
+        model = _train_stage(r, tag, s, data, model, folder / f"model-{s.name}")
     return Path(model)
 
 
@@ -376,15 +474,25 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
     train_teacher = _teacher(r, "train", tcfg.dataset, train_fs, tcfg.teacher)
 
     ev = config.evaluate
+    own_data = any(s.data is not None for s in tcfg.stages)
     if ev.cross_validation:
         qids = sorted(read_run(train_teacher or train_fs)) if not dry_run else []
+        excluded = set(qids)  # every CV query is evaluated in some fold
+    else:
+        excluded = _eval_set_qids(r) if own_data and not dry_run else set()
+    if own_data and dry_run:
+        for s in tcfg.stages:
+            if s.data is not None:
+                _check_dataset(r, f"train.stages.{s.name}.data.dataset", s.data.dataset)
+    shared = _train_shared(r, excluded)
+    if ev.cross_validation:
         splits = folds_of(qids, ev.cross_validation, config.seed) if not dry_run else [[]] * ev.cross_validation
         fold_runs: dict[str, Path] = {}
         fold_qids: dict[str, list[str]] = {}
         for i, test_qids in enumerate(splits, 1):
             fold = f"fold{i}"
             train_qids = sorted(set(qids) - set(test_qids))
-            model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher)
+            model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher, shared, excluded)
             target = _EvalTarget(fold, tcfg.dataset, train_fs, train_teacher, test_qids if not dry_run else None, model)
             fold_runs[fold] = _rerank(r, target)
             fold_qids[fold] = test_qids
@@ -395,11 +503,22 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
         systems = {"bm25": train_fs, "teacher": train_teacher, "student": student} if train_teacher else {
             "bm25": train_fs, "student": student}
         r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, systems, fold_qids)
+        r.result.folds = fold_qids
     else:
-        model = _train_student(r, "all", None, train_fs, train_teacher)
+        model = _train_student(r, "all", None, train_fs, train_teacher, shared, excluded)
         for s in ev.sets:
             r.result.metrics[s.name] = _evaluate_set(r, s, model)
     return r.result
+
+
+def _eval_set_qids(r: _Runner) -> set[str]:
+    """Every query of every evaluation set's dataset: a stage's own data must not contain them."""
+    from .collection import load_collection
+
+    qids: set[str] = set()
+    for s in r.config.evaluate.sets:
+        qids |= set(load_collection(s.dataset).queries)
+    return qids
 
 
 def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[str, float]]:
@@ -421,6 +540,30 @@ def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = No
     return run_pipeline(cfg, from_stage=from_stage, dry_run=dry_run)
 
 
+def fold_means(summary: dict[str, Any], folds: dict[str, list[str]], measure: str) -> dict[str, dict[str, float]]:
+    """run -> fold -> mean of ``measure`` over the fold's test queries (from metrics.json's per-query values)."""
+    out: dict[str, dict[str, float]] = {}
+    for run, entry in summary["runs"].items():
+        per_query = entry.get("per_query", {}).get(measure, {})
+        out[run] = {fold: sum(per_query.get(q, 0.0) for q in qids) / max(1, len(qids)) for fold, qids in folds.items()}
+    return out
+
+
+def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
+    """The first measure per fold: each fold's student was trained on the other folds' queries."""
+    from rich.table import Table
+
+    measure = summary["measures"][0]
+    means = fold_means(summary, folds, measure)
+    table = Table(title=f"{measure} per fold (test queries of each fold)")
+    table.add_column("run", style="bold")
+    for fold, qids in folds.items():
+        table.add_column(f"{fold} ({len(qids)} q)", justify="right")
+    for run, values in means.items():
+        table.add_row(run, *(f"{values[f]:.4f}" for f in folds))
+    return table
+
+
 def print_summary(result: PipelineResult) -> None:
     from .evaluation import rich_table
 
@@ -428,6 +571,8 @@ def print_summary(result: PipelineResult) -> None:
     for name, summary in result.metrics.items():
         if summary:
             out.print(rich_table(summary, title=f"{name}: BM25 / teacher / student"))
+            if name == "cv" and result.folds:
+                out.print(fold_table(summary, result.folds))
     out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
     if result.report:
         out.print(f"report: {result.report}")

@@ -1,4 +1,5 @@
-"""``rankdistill teach``: listwise LLM re-ranking with a sliding window (hf, vllm, openai or replay)."""
+"""``rankdistill teach``: listwise LLM re-ranking with a sliding window (hf, vllm, openai or replay), or
+pointwise bi-encoder cosines (embedding)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def teach_command(
     qrels: QrelsOpt = None,
     split: SplitOpt = "test",
     fix_encoding: FixEncodingOpt = False,
-    backend: Annotated[str, typer.Option("--backend", help="hf, vllm, openai or replay.")] = "hf",
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name/path (hf, vllm) or served model name (openai).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="hf, vllm, openai, replay (listwise LLM) or embedding (bi-encoder cosine).")] = "hf",
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name/path (hf, vllm, embedding: e.g. minilm-l6) or served model name (openai).")] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="Prompt template: rankgpt, rankvicuna, rankzephyr.")] = "rankzephyr",
     depth: Annotated[int, typer.Option("--depth", help="Candidates re-ranked per query (the rest keep first-stage order).")] = 100,
     window: Annotated[int, typer.Option("--window", help="Passages per prompt.")] = 20,
@@ -38,8 +39,8 @@ def teach_command(
         str, typer.Option("--replay-match", help="auto (exact, else normalized), exact, or normalized (white space, quotes, encoding).")
     ] = "auto",
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Generation budget per window (default 10 per passage).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="hf: prompts per generate batch.")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="hf: cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="hf: prompts per generate batch; embedding: texts per encode batch.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="hf, embedding: cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. http://localhost:8000/v1.")] = None,
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the key.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")] = None,
@@ -63,6 +64,7 @@ def teach_command(
         "vllm": {"tensor_parallel_size": tensor_parallel_size, "dtype": dtype, "max_model_len": max_model_len,
                  "gpu_memory_utilization": gpu_memory_utilization},
         "replay": {},
+        "embedding": {"batch_size": batch_size, "device": device},
     }
     options = {k: v for k, v in per_backend.get(backend, {}).items() if v is not None}
     result = teach(
@@ -73,6 +75,11 @@ def teach_command(
     )
     s = result.stats
     err = Console(stderr=True)
+    if backend == "embedding":
+        err.print(f"{s['queries']} queries, {s['pairs']} pairs ({s['unique_passages']} unique passages), "
+                  f"{s['seconds']:.1f} s, {s['pairs_per_s']} pairs/s", highlight=False)
+        err.print(f"teacher run written to [bold]{result.run_path}[/], stats to [bold]{result.stats_path}[/]", highlight=False)
+        return
     repairs = ", ".join(f"{k} {v}" for k, v in s["repairs"].items() if v) or "none"
     err.print(
         f"{s['queries']} queries, {s['windows']} windows ({s['cache_hits']['windows']} from cache), "

@@ -37,6 +37,15 @@ def train_command(
         Optional[str],
         typer.Option("--model", "-m", help="Backbone: short name (minilm-l6, offline), model folder or hub id. (default: minilm-l6)"),
     ] = None,
+    head: Annotated[
+        Optional[str],
+        typer.Option(
+            "--head",
+            help="Scoring head: cls (the architecture's classification head on [CLS]) or similarity (scaled cosine of "
+            "the query's and the passage's mean tokens; starts from what a bi-encoder backbone already knows, for "
+            "few training queries). (default: cls)",
+        ),
+    ] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss: {LOSS_HELP} (default: ranknet)")] = None,
     loss_kwargs: Annotated[
         Optional[str], typer.Option("--loss-kwargs", help='Loss parameters as JSON, e.g. \'{"temperature": 10}\'.')
@@ -67,7 +76,7 @@ def train_command(
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="AdamW weight decay. (default: 0.01)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the head's init, data order and dropout. (default: 0)")] = None,
     bf16: Annotated[
-        Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 mixed precision. (default: on with a bf16 GPU, off on CPU)")
+        Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 mixed precision (autocast), on a GPU or a CPU with native bf16. (default: on with a bf16 GPU, off on CPU)")
     ] = None,
     save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps. (default: 500)")] = None,
     logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log the loss every N steps. (default: 10)")] = None,
@@ -84,14 +93,14 @@ def train_command(
 
     Built on sentence-transformers' CrossEncoderTrainer: bf16, gradient accumulation, warm-up, checkpoints and
     --resume come from Hugging Face's Trainer; run it under `torchrun`/`accelerate launch` for several GPUs.
-    The model folder loads with sentence_transformers.CrossEncoder (raw scores) and
-    AutoModelForSequenceClassification, and has a model card (README.md).
+    The model folder loads with sentence_transformers.CrossEncoder (raw scores) and, with the cls head,
+    AutoModelForSequenceClassification; it has a model card (README.md).
     """
     from ..training import load_config, parse_options, train_from_options
 
     values: dict[str, Any] = load_config(config) if config is not None else {}
     flags = dict(
-        data=[str(p) for p in data] if data else None, output=output, model=model, loss=loss, epochs=epochs,
+        data=[str(p) for p in data] if data else None, output=output, model=model, head=head, loss=loss, epochs=epochs,
         max_steps=max_steps, learning_rate=learning_rate, batch_queries=batch_queries, grad_accum=grad_accum,
         max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
         weight_decay=weight_decay, seed=seed, bf16=bf16, save_steps=save_steps, logging_steps=logging_steps,

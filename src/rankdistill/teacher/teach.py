@@ -1,4 +1,4 @@
-"""Listwise LLM teaching: re-rank each query's top candidates with a sliding window, resumably.
+"""Listwise LLM teaching (and the pointwise ``embedding`` backend, see ``embedding.py``): re-rank each query's top candidates with a sliding window, resumably.
 
 The window walks from the bottom of the top-``depth`` list to the top (RankGPT / rank_llm): window 20,
 stride 10, depth 100 gives the spans 80-100, 70-90, ..., 0-20 (9 windows); each window's permutation
@@ -154,6 +154,15 @@ def teach(
             "check --dataset/--queries"
         )
 
+    if backend == "embedding":
+        return _teach_embedding(
+            first_stage, collection, output=output, model=model, depth=depth, tag=tag, progress=progress,
+            options=dict(backend_options or {}),
+            listwise={"--prompt": prompt != "rankzephyr", "--window": window != 20, "--stride": stride != 10,
+                      "--first-token": first_token, "--max-passage-words": max_passage_words is not None,
+                      "--record": record is not None, "--replay-file": replay_file is not None,
+                      "--max-new-tokens": max_new_tokens is not None},
+        )
     engine = _build_backend(backend, model, replay_file, replay_match, dict(backend_options or {}))
     mode = "first-token" if first_token else "generate"
     config = _config_key(model=engine.model_id, prompt=prompt, mode=mode, depth=depth, window=window,
@@ -272,6 +281,29 @@ def teach(
         json.dump(stats, handle, indent=2)
         handle.write("\n")
     return TeachResult(run_path=Path(run_path), stats_path=stats_path, run=teacher_run, stats=stats)
+
+
+def _teach_embedding(first_stage: Run, collection: Collection, *, output: Path, model: str | None, depth: int,
+                     tag: str | None, progress: bool, options: dict[str, Any], listwise: dict[str, bool]) -> TeachResult:
+    """The pointwise bi-encoder teacher (``teacher/embedding.py``); listwise options are a mistake here."""
+    from rankdistill.teacher.embedding import teach_embedding
+
+    given = [name for name, used in listwise.items() if used]
+    if given:
+        raise RankdistillError(
+            f"--backend embedding scores each passage on its own: {', '.join(given)} only apply to the listwise "
+            "LLM backends (hf, vllm, openai, replay); drop them"
+        )
+    if model is None:
+        raise RankdistillError("--backend embedding needs --model (a sentence-transformers model: minilm-l6, a folder or hub id)")
+    unknown = sorted(set(options) - {"batch_size", "device"})
+    if unknown:
+        raise RankdistillError(f"--backend embedding: options {', '.join(unknown)} do not apply (it takes batch_size, device)")
+    run, stats, run_path, stats_path = teach_embedding(
+        first_stage, collection, output=output, model=model, depth=depth, tag=tag, progress=progress,
+        batch_size=options.get("batch_size") or 64, device=options.get("device"),
+    )
+    return TeachResult(run_path=run_path, stats_path=stats_path, run=run, stats=stats)
 
 
 def _permutation(answer: Generation, n: int) -> tuple[list[int], Counter]:

@@ -1,0 +1,112 @@
+"""Pointwise teaching with a bi-encoder: the teacher's score is the cosine of query and passage embeddings.
+
+A small, strong bi-encoder (all-MiniLM-L6-v2) gives graded targets for queries without judgments, a
+cheap first distillation stage before the listwise LLM. The model's own sentence-transformers modules
+do the pooling; embeddings are L2-normalised, so the cosine is a dot product. Each unique passage is
+encoded once however many queries retrieved it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankdistill.collection import Collection
+from rankdistill.errors import RankdistillError
+from rankdistill.fileio import atomic_write
+from rankdistill.progress import make_progress
+from rankdistill.runs import Run, write_run
+
+CHUNK = 256  # texts per encode call: the progress bar advances per chunk
+
+
+def load_bi_encoder(model: str, device: str | None = None):
+    """``SentenceTransformer`` of a short name, folder or hub id; a folder it cannot load is one clear line."""
+    from sentence_transformers import SentenceTransformer
+
+    from rankdistill.backbones import resolve_backbone
+
+    path = resolve_backbone(model)
+    try:
+        return SentenceTransformer(path, device=device)
+    except Exception as exc:  # transformers raises OSError/ValueError/KeyError for folders it cannot read
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RankdistillError(
+            f"--model {model}: {path} is not a sentence-transformers or Hugging Face encoder ({first})"
+        ) from exc
+
+
+def _encode(encoder, texts: list[str], batch_size: int, bar, task) -> np.ndarray:
+    """Normalised embeddings of ``texts`` (float32, one row each), advancing ``task`` chunk by chunk."""
+    parts = []
+    for start in range(0, len(texts), CHUNK):
+        chunk = texts[start : start + CHUNK]
+        parts.append(np.asarray(encoder.encode(chunk, batch_size=batch_size, normalize_embeddings=True,
+                                               convert_to_numpy=True, show_progress_bar=False), dtype=np.float32))
+        bar.advance(task, len(chunk))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)  # never indexed
+
+
+def rank_by_cosine(candidates: list[str], cosines: list[float], tail: list[str]) -> list[tuple[str, float]]:
+    """Candidates by cosine, best first (ties keep first-stage order), then the tail below the lowest cosine.
+
+    The tail keeps its first-stage order with scores lowest-1, lowest-2, ... so the run stays strictly
+    ordered by score, as the LLM teacher's run is.
+    """
+    ranked = sorted(zip(candidates, cosines), key=lambda item: -item[1])  # stable: ties keep given order
+    low = min(cosines, default=0.0)
+    return ranked + [(docid, low - 1.0 - i) for i, docid in enumerate(tail)]
+
+
+def teach_embedding(
+    first_stage: Run,
+    collection: Collection,
+    *,
+    output: Path,
+    model: str,
+    depth: int,
+    batch_size: int = 64,
+    device: str | None = None,
+    tag: str | None = None,
+    progress: bool = True,
+) -> tuple[Run, dict[str, Any], Path, Path]:
+    """Score each query's top-``depth`` candidates by cosine; write ``teacher.run`` and ``stats.json``."""
+    from rankdistill.teacher.teach import RUN_NAME, STATS_NAME
+
+    started = time.perf_counter()
+    encoder = load_bi_encoder(model, device)
+    qids = list(first_stage)
+    tops = {qid: [d for d, _ in first_stage[qid][:depth]] for qid in qids}
+    unique = list(dict.fromkeys(d for qid in qids for d in tops[qid]))
+    passages = collection.texts(unique)
+    with make_progress(disable=not progress) as bar:
+        q_task = bar.add_task("teacher queries (embedding)", total=len(qids))
+        p_task = bar.add_task("teacher passages (embedding)", total=len(unique))
+        q_emb = _encode(encoder, [collection.queries[q] for q in qids], batch_size, bar, q_task)
+        p_emb = _encode(encoder, [passages[d] for d in unique], batch_size, bar, p_task)
+    row = {docid: i for i, docid in enumerate(unique)}
+    teacher_run: Run = {}
+    pairs = 0
+    for i, qid in enumerate(qids):
+        top = tops[qid]
+        cosines = (p_emb[[row[d] for d in top]] @ q_emb[i]).tolist() if top else []
+        pairs += len(top)
+        tail = [d for d, _ in first_stage[qid][depth:]]
+        teacher_run[qid] = rank_by_cosine(top, [float(c) for c in cosines], tail)
+    output.mkdir(parents=True, exist_ok=True)
+    run_path = write_run(teacher_run, output / RUN_NAME, tag or "teacher-embedding")
+    seconds = time.perf_counter() - started
+    stats = {
+        "backend": "embedding", "model": model, "depth": depth, "queries": len(qids), "pairs": pairs,
+        "unique_passages": len(unique), "seconds": round(seconds, 3),
+        "pairs_per_s": round(pairs / seconds, 3) if seconds > 0 else None, "wall_time_s": round(seconds, 3),
+    }
+    stats_path = output / STATS_NAME
+    with atomic_write(stats_path) as handle:
+        json.dump(stats, handle, indent=2)
+        handle.write("\n")
+    return teacher_run, stats, Path(run_path), stats_path
