@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +246,14 @@ def test_bare_encoder_gets_a_seeded_head_and_a_warning(model_dir, tmp_path):
     with pytest.warns(UserWarning):
         second = CrossEncoderScorer(bare, dtype="float32", device="cpu").score([q for q, _ in pairs], [p for _, p in pairs])
     np.testing.assert_array_equal(first, second)  # the fresh head is initialised the same way every time
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile (inductor) needs a C++ compiler")
+def test_compiled_scorer_equals_eager_scores(model_dir):
+    pairs = _pairs()
+    qs, ps = [q for q, _ in pairs], [p for _, p in pairs]
+    eager = CrossEncoderScorer(model_dir, dtype="float32", device="cpu", batch_tokens=48).score(qs, ps)
+    compiled = CrossEncoderScorer(model_dir, dtype="float32", device="cpu", batch_tokens=48, compile=True)
+    assert compiled.compiled is not None
+    got = compiled.score(qs, ps)  # several batch shapes through one dynamic graph
+    assert np.abs(got - eager).max() <= 1e-4

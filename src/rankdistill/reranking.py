@@ -58,6 +58,7 @@ def rerank(
     max_passage_length: int | None = None,
     device: str = "auto",
     backend: str = "torch",
+    compile: bool = False,
     tag: str | None = None,
     fix_encoding: bool = False,
     progress: bool = True,
@@ -97,7 +98,7 @@ def rerank(
 
     scorer = CrossEncoderScorer(
         model, dtype=dtype, device=device, batch_tokens=batch_tokens, max_query_length=max_query_length,
-        max_passage_length=max_passage_length, backend=backend,
+        max_passage_length=max_passage_length, backend=backend, compile=compile,
     )
     pair_q = [collection.queries[qid] for qid in qids for _ in candidates[qid]]
     pair_p = [texts[docid] for docid in docids]

@@ -25,6 +25,11 @@ def rerank_command(
     max_passage_length: Annotated[Optional[int], typer.Option("--max-passage-length", help="Passage tokens kept (default: the model's, else 256).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="torch (onnx is not shipped, see benchmarks/RESULTS.md).")] = "torch",
+    compile: Annotated[
+        bool,
+        typer.Option("--compile/--no-compile", help="torch.compile with frozen weights (inductor; needs g++): "
+                     "faster on large runs, costs 12-35 s per process to compile."),
+    ] = False,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default rankdistill-<model name>).")] = None,
 ) -> None:
     """Re-rank RUN's top-k with a cross-encoder. Shard with: torchrun --standalone --nproc-per-node N -m rankdistill -- rerank ..."""
@@ -43,7 +48,7 @@ def rerank_command(
     path = rerank(
         model, run, dataset=dataset, queries=queries, corpus=corpus, depth=depth, output=output, dtype=dtype,
         batch_tokens=batch_tokens, max_query_length=max_query_length, max_passage_length=max_passage_length,
-        device=device, backend=backend, tag=tag, fix_encoding=fix_encoding,
+        device=device, backend=backend, compile=compile, tag=tag, fix_encoding=fix_encoding,
     )
     err.print(f"re-ranked run written to [bold]{path}[/]", highlight=False)
 
