@@ -10,6 +10,7 @@ concurrently across queries. Windows and finished queries are committed to ``cac
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import threading
 import time
@@ -158,10 +159,9 @@ def teach(
         return _teach_embedding(
             first_stage, collection, output=output, model=model, depth=depth, tag=tag, progress=progress,
             options=dict(backend_options or {}),
-            listwise={"--prompt": prompt != "rankzephyr", "--window": window != 20, "--stride": stride != 10,
-                      "--first-token": first_token, "--max-passage-words": max_passage_words is not None,
-                      "--record": record is not None, "--replay-file": replay_file is not None,
-                      "--max-new-tokens": max_new_tokens is not None},
+            listwise=_changed_options(teach, prompt=prompt, window=window, stride=stride, first_token=first_token,
+                                      max_passage_words=max_passage_words, record=record, replay_file=replay_file,
+                                      max_new_tokens=max_new_tokens),
         )
     engine = _build_backend(backend, model, replay_file, replay_match, dict(backend_options or {}))
     mode = "first-token" if first_token else "generate"
@@ -283,15 +283,20 @@ def teach(
     return TeachResult(run_path=Path(run_path), stats_path=stats_path, run=teacher_run, stats=stats)
 
 
+def _changed_options(function, **values: Any) -> list[str]:
+    """The options (as --flags) whose value differs from ``function``'s default."""
+    defaults = inspect.signature(function).parameters
+    return ["--" + name.replace("_", "-") for name, value in values.items() if value != defaults[name].default]
+
+
 def _teach_embedding(first_stage: Run, collection: Collection, *, output: Path, model: str | None, depth: int,
-                     tag: str | None, progress: bool, options: dict[str, Any], listwise: dict[str, bool]) -> TeachResult:
+                     tag: str | None, progress: bool, options: dict[str, Any], listwise: list[str]) -> TeachResult:
     """The pointwise bi-encoder teacher (``teacher/embedding.py``); listwise options are a mistake here."""
     from rankdistill.teacher.embedding import teach_embedding
 
-    given = [name for name, used in listwise.items() if used]
-    if given:
+    if listwise:
         raise RankdistillError(
-            f"--backend embedding scores each passage on its own: {', '.join(given)} only apply to the listwise "
+            f"--backend embedding scores each passage on its own: {', '.join(listwise)} only apply to the listwise "
             "LLM backends (hf, vllm, openai, replay); drop them"
         )
     if model is None:
