@@ -66,7 +66,7 @@ def worker(spec: dict) -> dict:
         # explicit 32/256 budgets (not a model's stored ones), so both sides see the same, uncut pairs
         scorer = CrossEncoderScorer(spec["model"], dtype=spec["dtype"], device="cpu", batch_tokens=spec.get("batch_tokens"),
                                     threads=spec["threads"], max_query_length=32, max_passage_length=256,
-                                    compile=spec.get("compile", False))
+                                    compile=spec.get("compile", False), fast_cpu=spec.get("fast_cpu", True))
         loaded = _rss_mb()
         first_pass = None
         if spec.get("compile"):  # the first pass compiles (once per process): timed apart, then the steady state
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--st-batch-sizes", default="32,16", help="CrossEncoder.predict batch sizes: its default, a tuned one")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--compiled", default="bfloat16", help="dtypes to also run with --compile ('' = none)")
+    parser.add_argument("--hf-forward", default="bfloat16",
+                        help="dtypes to also run with the Hugging Face forward instead of rankdistill.cpu_forward ('' = none)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--profile", choices=["float32", "bfloat16", "float16"], help="only profile rankdistill scoring in this dtype (torch.profiler)")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "rerank_throughput.json")
@@ -185,6 +187,8 @@ def main() -> None:
     specs = []
     for dtype in args.dtypes.split(","):
         specs.append({"name": f"rankdistill {dtype}", "kind": "rankdistill", "dtype": dtype})
+    for dtype in filter(None, args.hf_forward.split(",")):
+        specs.append({"name": f"rankdistill {dtype}, HF forward", "kind": "rankdistill", "dtype": dtype, "fast_cpu": False})
     for dtype in filter(None, args.compiled.split(",")):
         specs.append({"name": f"rankdistill {dtype} --compile", "kind": "rankdistill", "dtype": dtype, "compile": True})
     for bs in [int(b) for b in args.st_batch_sizes.split(",")]:
