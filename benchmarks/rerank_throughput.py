@@ -109,6 +109,7 @@ def profile(args) -> None:
     _, pairs = dl20_pairs(args.limit or 400)
     queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
     scorer = CrossEncoderScorer(model, dtype=args.profile, device="cpu", threads=args.threads, max_query_length=32, max_passage_length=256)
+    scorer.workers = 1  # one stream of batches on all threads: torch.profiler does not see ops run in pool threads
     scorer.score(queries[:50], passages[:50])  # warm-up: oneDNN primitives, allocator
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()

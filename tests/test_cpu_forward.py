@@ -139,3 +139,37 @@ def test_scorer_uses_it_on_cpu_and_matches_the_huggingface_path(tmp_path):
     plain = CrossEncoderScorer(folder, dtype="float32", device="cpu", fast_cpu=False)
     assert fast.fast is not None and plain.fast is None
     np.testing.assert_allclose(fast.score(queries, passages), plain.score(queries, passages), atol=1e-5, rtol=0)
+
+
+def test_parallel_batch_streams_keep_order_and_restore_threads(tmp_path):
+    from rankdistill.scoring import CrossEncoderScorer
+
+    folder = tiny_encoder_dir(tmp_path / "bert")
+    queries = [f"query {i} water price" for i in range(40)]
+    passages = [("the river " * (i % 7 + 1)) + f"city {i}" for i in range(40)]
+    one = CrossEncoderScorer(folder, dtype="float32", device="cpu", threads=1, batch_tokens=64)
+    two = CrossEncoderScorer(folder, dtype="float32", device="cpu", threads=2, batch_tokens=64)
+    assert (one.workers, two.workers) == (1, 2)
+    seen: list[int] = []
+    got = two.score(queries, passages, on_batch=seen.append)
+    assert torch.get_num_threads() == 2  # set to 1 only while the streams ran
+    assert sum(seen) == 40 and len(seen) > 2  # several batches, each reported once
+    np.testing.assert_allclose(got, one.score(queries, passages), atol=1e-6, rtol=0)
+
+
+def test_an_error_mid_run_stops_the_streams_and_restores_threads(tmp_path):
+    from rankdistill.scoring import CrossEncoderScorer
+
+    folder = tiny_encoder_dir(tmp_path / "bert")
+    scorer = CrossEncoderScorer(folder, dtype="float32", device="cpu", threads=2, batch_tokens=32)
+
+    def interrupt(_n):
+        raise KeyboardInterrupt
+
+    try:
+        scorer.score([f"q {i}" for i in range(30)], [f"p {i} water" for i in range(30)], on_batch=interrupt)
+    except KeyboardInterrupt:
+        # checked while the traceback (and so the scoring frame) is still alive: restored at once, not at GC
+        assert torch.get_num_threads() == 2
+    else:
+        pytest.fail("the interrupt was swallowed")

@@ -87,7 +87,10 @@ def test_fast_scorer_equals_predict_for_similarity_head(trained):
     reference = model.predict(list(zip(qs, ps)), batch_size=5)
     scorer = CrossEncoderScorer(trained["second"], dtype="float32", device="cpu", batch_tokens=64)
     assert scorer.head is not None
+    assert scorer.fast is not None  # rankdistill.cpu_forward, all token states (no [CLS]-only last layer)
     np.testing.assert_allclose(scorer.score(queries, passages), reference, atol=1e-4)
+    plain = CrossEncoderScorer(trained["second"], dtype="float32", device="cpu", batch_tokens=64, fast_cpu=False)
+    np.testing.assert_allclose(plain.score(queries, passages), reference, atol=1e-4)
 
 
 def test_unknown_head_is_a_clear_error(trained):

@@ -7,6 +7,9 @@ post-processor (``[CLS] q [SEP] p [SEP]`` for BERT/ELECTRA), sorted by exact tok
 batches of at most ``batch_tokens`` padded tokens, so short pairs go in big batches and padding is a few
 tokens per batch. For pairs that fit their budgets the tokens, and so the fp32 scores, equal
 ``CrossEncoder.predict`` with identity activation.
+
+On CPU, BERT-family models run through rankdistill's own forward pass over the same weights
+(:mod:`rankdistill.cpu_forward`), in one stream of batches per core (:meth:`CrossEncoderScorer._score_parallel`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +32,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("torch", "onnx")
 DEFAULT_MAX_QUERY_LENGTH = 32
 DEFAULT_MAX_PASSAGE_LENGTH = 256
-# Padded tokens per batch. CPU: 1k and 4k were as fast, 16k much slower on the 2-core benchmark machine
-# (benchmarks/RESULTS.md). GPU: large batches fill the device (not measured here: no GPU was lent).
+# Padded tokens per batch. CPU (per stream): 2k ≈ 4k > 8k with rankdistill.cpu_forward in two streams, and
+# 1k ≈ 4k > 16k with the Hugging Face forward, on the 2-core benchmark machine (benchmarks/RESULTS.md). GPU: large batches fill the device (not measured here: no GPU was lent).
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 # The compiled CPU path: 16k padded tokens per batch beat 2k/4k/8k (fewer calls into its fused kernels).
 COMPILED_CPU_BATCH_TOKENS = 16384
@@ -68,7 +72,7 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     # CPU: bf16 only where the CPU has native bf16 instructions: on the AVX512_BF16 benchmark machine it
-    # was 1.39x faster than fp32 on DL20 with nDCG@10 within 0.001 (benchmarks/RESULTS.md); without
+    # was 1.76x faster than fp32 on DL20 with nDCG@10 within 0.002 (benchmarks/RESULTS.md); without
     # them bf16 matmuls are emulated and slower than fp32.
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
@@ -106,7 +110,8 @@ def _compile(model):
     Freezing prepacks the weights for oneDNN and fuses bias, GELU and the residual add into each matmul (the
     eager bf16 profile spent 18.6 % copying biases); ``enable_concat_linear`` merges Q, K and V into one matmul;
     ``dynamic=True`` compiles one graph for every (batch, width). It costs 12-35 s per process (needs a C++
-    compiler), so it pays off on large runs: see benchmarks/RESULTS.md.
+    compiler). It compiles the Hugging Face forward: on CPU, for the BERT-family models that
+    :mod:`rankdistill.cpu_forward` covers, the default (uncompiled) path is faster (benchmarks/RESULTS.md).
     """
     import shutil
 
@@ -336,10 +341,11 @@ class CrossEncoderScorer:
             done = self._score_parallel(batches)
         else:
             done = (self._score_batch(batch) for batch in batches)
-        for batch, out in zip(batches, done):
-            scores[batch.index] = out
-            if on_batch is not None:
-                on_batch(len(batch.index))
+        with closing(done):  # an error here (or Ctrl-C) stops the streams now, not when the traceback is freed
+            for batch, out in zip(batches, done):
+                scores[batch.index] = out
+                if on_batch is not None:
+                    on_batch(len(batch.index))
         return scores
 
     def _score_parallel(self, batches: list[Batch]):

@@ -28,7 +28,7 @@ def rerank_command(
     compile: Annotated[
         bool,
         typer.Option("--compile/--no-compile", help="torch.compile with frozen weights (inductor; needs g++): "
-                     "faster on large runs, costs 12-35 s per process to compile."),
+                     "costs 12-35 s per process; on CPU slower than the default for BERT-family models."),
     ] = False,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default rankdistill-<model name>).")] = None,
 ) -> None:
