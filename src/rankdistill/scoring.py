@@ -262,7 +262,7 @@ class CrossEncoderScorer:
         if self.device == "cpu":
             cpu_threads = threads or default_threads()
             torch.set_num_threads(cpu_threads)
-            self.workers = cpu_threads if compile is False else 1
+            self.workers = 1 if compile else cpu_threads  # one stream of batches per core (_score_parallel)
             if self.dtype == "float16":
                 warnings.warn("float16 on CPU has no fast kernels on most CPUs; bfloat16 or float32 are faster", stacklevel=2)
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
