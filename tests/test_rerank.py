@@ -83,9 +83,11 @@ def _ce_scores(model_dir, pairs):
 def test_scores_equal_cross_encoder_predict_fp32(model_dir):
     pairs = _pairs()
     expected = _ce_scores(model_dir, pairs)
-    scorer = CrossEncoderScorer(model_dir, dtype="float32", device="cpu", batch_tokens=64)
-    got = scorer.score([q for q, _ in pairs], [p for _, p in pairs])
-    assert np.abs(got - expected).max() <= 1e-4
+    for fast_cpu in (True, False):  # rankdistill.cpu_forward, and the Hugging Face forward
+        scorer = CrossEncoderScorer(model_dir, dtype="float32", device="cpu", batch_tokens=64, fast_cpu=fast_cpu)
+        assert (scorer.fast is not None) == fast_cpu
+        got = scorer.score([q for q, _ in pairs], [p for _, p in pairs])
+        assert np.abs(got - expected).max() <= 1e-4
     assert np.min(np.diff(np.sort(expected))) > 1e-2  # scores far apart: a mix-up of pairs would show
 
 
