@@ -128,19 +128,6 @@ def test_a_pass_that_disagrees_is_refused(monkeypatch, caplog):
     assert "differs by" in caplog.text
 
 
-def test_scorer_uses_it_on_cpu_and_matches_the_huggingface_path(tmp_path):
-    from rankdistill.scoring import CrossEncoderScorer
-
-    folder = tiny_encoder_dir(tmp_path / "bert")
-    queries = ["what is the price of water", "who rank student", "car"] * 3
-    passages = ["water price is small", "the student is first in rank", "a fast car and a slow car on the river",
-                "court law data", "the hotel phone", "teacher and student", "two three four", "city", "people of the state"]
-    fast = CrossEncoderScorer(folder, dtype="float32", device="cpu")
-    plain = CrossEncoderScorer(folder, dtype="float32", device="cpu", fast_cpu=False)
-    assert fast.fast is not None and plain.fast is None
-    np.testing.assert_allclose(fast.score(queries, passages), plain.score(queries, passages), atol=1e-5, rtol=0)
-
-
 def test_parallel_batch_streams_keep_order_and_restore_threads(tmp_path):
     from rankdistill.scoring import CrossEncoderScorer
 

@@ -32,10 +32,10 @@ _CLS_HEADS = {  # classifier(features) takes features[:, 0]
     "XLMRobertaForSequenceClassification",
     "CamembertForSequenceClassification",
 }
-PACK_BATCH_HINT = 4096  # rows per matmul that oneDNN lays the packed weights out for: the CPU token budget
 _ENCODER_TYPES = {"bert", "electra", "roberta", "xlm-roberta", "camembert"}
 # hidden_act -> (oneDNN post-op, its algorithm); others are applied after the matmul
 _FUSED_ACTS = {"gelu": ("gelu", "none"), "gelu_new": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh"), "relu": ("relu", "")}
+PACK_BATCH_HINT = 4096  # rows per matmul that oneDNN lays the packed weights out for: the CPU token budget
 
 
 def unsupported_reason(model, pooled: bool) -> str | None:
@@ -102,9 +102,11 @@ def _linear_ops(dtype) -> tuple[Callable, Callable, Callable]:
         ok = (fused(x, pack(w), b, "gelu", [], "none") - plain(x, w, b, "gelu", "none")).abs().max() <= tol
         ok = ok and (fused.binary(x, r, pack(w), b, "add") - plain_add(x, r, w, b)).abs().max() <= tol
     except (RuntimeError, TypeError, NotImplementedError) as exc:
-        log.debug("oneDNN fused linear unavailable (%s); using F.linear", exc)
-        return plain, plain_add, unpacked
+        ok, why = False, str(exc)
+    else:
+        why = "results differ from F.linear"
     if not ok:
+        log.debug("oneDNN fused linear not used (%s); using F.linear", why)
         return plain, plain_add, unpacked
     return (lambda x, w, b, act="none", alg="": fused(x, w, b, act, [], alg)), (lambda x, o, w, b: fused.binary(x, o, w, b, "add")), pack
 
@@ -126,10 +128,11 @@ class CpuEncoderForward:
     def _build_layers(self, pack) -> None:
         import torch
 
-        model = self.model
-        act = _FUSED_ACTS.get(getattr(model.config, "hidden_act", None) if isinstance(model.config.hidden_act, str) else None)
+        hidden_act = getattr(self.model.config, "hidden_act", None)
+        act = _FUSED_ACTS.get(hidden_act) if isinstance(hidden_act, str) else None
+        layers = self.base.encoder.layer
         self.layers = []
-        for layer in self.base.encoder.layer:
+        for i, layer in enumerate(layers):
             sa = layer.attention.self
             heads = sa.num_attention_heads
             size = sa.attention_head_size
@@ -137,10 +140,13 @@ class CpuEncoderForward:
             wq, bq = sa.query.weight * scale, sa.query.bias * scale
             wqkv = torch.cat([wq, sa.key.weight, sa.value.weight]).contiguous()
             bqkv = torch.cat([bq, sa.key.bias, sa.value.bias]).contiguous()
+            rows = heads * size
+            if self.pooled and i == len(layers) - 1:  # the [CLS]-only last layer: query apart from keys and values
+                ly = {"wq": pack(wqkv[:rows]), "bq": bqkv[:rows], "wkv": pack(wqkv[rows:]), "bkv": bqkv[rows:]}
+            else:
+                ly = {"wqkv": pack(wqkv), "bqkv": bqkv}
             self.layers.append({
-                "heads": heads, "size": size, "wqkv": pack(wqkv), "bqkv": bqkv,
-                "wq": pack(wqkv[: heads * size]), "bq": bqkv[: heads * size],
-                "wkv": pack(wqkv[heads * size:]), "bkv": bqkv[heads * size:],
+                "heads": heads, "size": size, **ly,
                 "wo": pack(layer.attention.output.dense.weight), "bo": layer.attention.output.dense.bias,
                 "ln1": layer.attention.output.LayerNorm,
                 "wi": pack(layer.intermediate.dense.weight), "bi": layer.intermediate.dense.bias,
@@ -176,9 +182,8 @@ class CpuEncoderForward:
             mask = mask.expand(batch, heads, 1, width).reshape(batch * heads, 1, width)
         x = x.reshape(batch * width, hidden)
         rows = width
-        for i, ly in enumerate(self.layers):
-            cls_only = self.pooled and i == len(self.layers) - 1
-            if cls_only:  # the head reads [CLS] only: its query, output and feed-forward suffice
+        for ly in self.layers:
+            if "wq" in ly:  # the last layer, when the head reads [CLS] only: its query, output and feed-forward suffice
                 first = x.view(batch, width, hidden)[:, 0]
                 q = self.linear(first, ly["wq"], ly["bq"]).view(batch * heads, 1, size)
                 kv = self.linear(x, ly["wkv"], ly["bkv"]).view(batch, width, 2, heads, size)
@@ -217,13 +222,15 @@ def build_cpu_forward(model, pooled: bool, use_types: bool) -> CpuEncoderForward
     ids = torch.randint(5, vocab, (2, 12), generator=generator)
     mask = torch.ones_like(ids)
     mask[1, 7:] = 0
-    types = torch.zeros_like(ids)
-    types[:, 6:] = 1 if use_types else 0
+    types = None
+    if use_types:
+        types = torch.zeros_like(ids)
+        types[:, 6:] = 1
     inputs = {"input_ids": ids, "attention_mask": mask, **({"token_type_ids": types} if use_types else {})}
     with torch.inference_mode():
         ref = model(**inputs)
         ref = ref.logits[:, 0] if pooled else ref.last_hidden_state
-        got = fast(ids, types if use_types else None, mask)
+        got = fast(ids, types, mask)
     if not pooled:  # padded positions are undefined in both
         ref, got = ref[mask.bool()], got[mask.bool()]
     dtype = next(model.parameters()).dtype

@@ -33,7 +33,8 @@ BACKENDS = ("torch", "onnx")
 DEFAULT_MAX_QUERY_LENGTH = 32
 DEFAULT_MAX_PASSAGE_LENGTH = 256
 # Padded tokens per batch. CPU (per stream): 2k ≈ 4k > 8k with rankdistill.cpu_forward in two streams, and
-# 1k ≈ 4k > 16k with the Hugging Face forward, on the 2-core benchmark machine (benchmarks/RESULTS.md). GPU: large batches fill the device (not measured here: no GPU was lent).
+# 1k ≈ 4k > 16k with the Hugging Face forward, on the 2-core benchmark machine (benchmarks/RESULTS.md).
+# GPU: large batches fill the device (not measured here: no GPU was lent).
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 # The compiled CPU path: 16k padded tokens per batch beat 2k/4k/8k (fewer calls into its fused kernels).
 COMPILED_CPU_BATCH_TOKENS = 16384
@@ -353,7 +354,7 @@ class CrossEncoderScorer:
 
         On the 2-core benchmark machine two single-threaded streams of batches were 4-6 % faster than one
         two-threaded stream: small kernels (softmax, LayerNorm, the attention matmuls) scale badly over threads.
-        torch's thread count is process-wide, so it is 1 only while this runs.
+        Not measured on more cores. torch's thread count is process-wide, so it is 1 only while this runs.
         """
         import torch
         from concurrent.futures import ThreadPoolExecutor
