@@ -17,7 +17,7 @@ from rankdistill.reranking import rerank
 from rankdistill.runs import read_run, write_run
 from rankdistill.scoring import CrossEncoderScorer, make_batches
 
-from tiny import tiny_encoder_dir
+from tiny import tiny_scoring_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,20 +43,7 @@ RUN = {
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """The tiny BERT re-initialised with wider weights (std 0.3, seeded), so scores depend on the text
-    and differ by far more than the 1e-4 tolerance (at std 0.02 every pair scores about the same)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    folder = tiny_encoder_dir(tmp_path_factory.mktemp("ce") / "model", kind="bert", seed=3)
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3, generator=gen)
-    model.save_pretrained(folder)
-    return folder
+    return tiny_scoring_dir(tmp_path_factory.mktemp("ce") / "model")
 
 
 @pytest.fixture()

@@ -28,6 +28,8 @@ _API = {
     "train": "training",
     "rerank": "reranking",
     "pipeline": "workflow",
+    "serve": "serving",
+    "export": "exporting",
 }
 
 __all__ = sorted(_API)

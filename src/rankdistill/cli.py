@@ -13,14 +13,14 @@ from .errors import RankdistillError
 
 app = typer.Typer(
     name="rankdistill",
-    help="Distil a listwise LLM re-ranker into a fast cross-encoder: retrieve, teach, build, train, rerank, evaluate.",
+    help="Distil a listwise LLM re-ranker into a fast cross-encoder: retrieve, teach, build, train, rerank, evaluate, serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 # Verbs in pipeline order; each module defines ``register(app)``.
-VERBS = ("retrieve", "teach", "build", "train", "rerank", "evaluate", "pipeline")
+VERBS = ("retrieve", "teach", "build", "train", "rerank", "evaluate", "pipeline", "serve", "export")
 
 for _verb in VERBS:
     _name = f"rankdistill.commands.{_verb}"

@@ -166,18 +166,29 @@ class PairEncoder:
         self.max_passage_length = max_passage_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def _encode_unique(self, texts: Sequence[str], limit: int) -> dict[str, object]:
+    def _encode_unique(self, texts: Sequence[str], limit: int, cut: set[str] | None = None) -> dict[str, object]:
         unique = list(dict.fromkeys(texts))
         encodings = self.backend.encode_batch(unique, add_special_tokens=False)
-        for enc in encodings:
+        for text, enc in zip(unique, encodings):
             if len(enc.ids) > limit:
                 enc.truncate(limit)
+                if cut is not None:
+                    cut.add(text)
         return dict(zip(unique, encodings))
 
-    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
-        """Token ids and type ids of every pair; each unique text is tokenised once."""
-        qenc = self._encode_unique(queries, self.max_query_length)
-        penc = self._encode_unique(passages, self.max_passage_length)
+    def encode(
+        self,
+        queries: Sequence[str],
+        passages: Sequence[str],
+        cut_queries: set[str] | None = None,
+        cut_passages: set[str] | None = None,
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and type ids of every pair; each unique text is tokenised once.
+
+        ``cut_queries``/``cut_passages``: when given, the texts longer than their budget are added to them.
+        """
+        qenc = self._encode_unique(queries, self.max_query_length, cut_queries)
+        penc = self._encode_unique(passages, self.max_passage_length, cut_passages)
         ids: list[list[int]] = []
         types: list[list[int]] = []
         for q, p in zip(queries, passages):
@@ -337,11 +348,11 @@ class CrossEncoderScorer:
         if not len(queries):
             return scores
         ids, types = self.encoder.encode(queries, passages)
-        batches = make_batches(ids, types, self.batch_tokens, self.encoder.pad_id)
+        batches = self.batches(ids, types)
         if self.workers > 1:
             done = self._score_parallel(batches)
         else:
-            done = (self._score_batch(batch) for batch in batches)
+            done = (self.score_batch(batch) for batch in batches)
         with closing(done):  # an error here (or Ctrl-C) stops the streams now, not when the traceback is freed
             for batch, out in zip(batches, done):
                 scores[batch.index] = out
@@ -363,12 +374,17 @@ class CrossEncoderScorer:
         torch.set_num_threads(1)
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rankdistill-score")
         try:
-            yield from pool.map(self._score_batch, batches)
+            yield from pool.map(self.score_batch, batches)
         finally:  # on an error or Ctrl-C: finish the batches in flight, drop the rest
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(previous)
 
-    def _score_batch(self, batch: Batch) -> np.ndarray:
+    def batches(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> list[Batch]:
+        """Pairs tokenised by ``self.encoder.encode``, sorted by length into this scorer's token-budget batches."""
+        return make_batches(ids, types, self.batch_tokens, self.encoder.pad_id)
+
+    def score_batch(self, batch: Batch) -> np.ndarray:
+        """Raw scores of one batch (its pairs in ``batch.index`` order); safe to call from several threads."""
         import torch
 
         with torch.inference_mode():  # thread-local: entered in the thread that runs the batch
@@ -395,7 +411,7 @@ class CrossEncoderScorer:
     def token_count(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[int, int]:
         """(real tokens, padded tokens) the batches of these pairs hold: for FLOP counts and padding waste."""
         ids, types = self.encoder.encode(queries, passages)
-        batches = make_batches(ids, types, self.batch_tokens, self.encoder.pad_id)
+        batches = self.batches(ids, types)
         real = sum(len(x) for x in ids)
         padded = sum(b.input_ids.size for b in batches)
         return real, padded

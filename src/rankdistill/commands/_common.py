@@ -31,3 +31,17 @@ def collection_from_options(
     fix_encoding: bool = False,
 ) -> Collection:
     return load_collection(dataset, queries=queries, corpus=corpus, qrels=qrels, split=split, fix_encoding=fix_encoding)
+
+
+def warnings_to_stderr() -> None:
+    """Show Python warnings (e.g. an untrained scoring head) as one yellow line each on stderr."""
+    import warnings
+
+    from rich.console import Console
+
+    err = Console(stderr=True)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QueriesOpt
+from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QueriesOpt, warnings_to_stderr
 
 
 def rerank_command(
@@ -33,18 +33,12 @@ def rerank_command(
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default rankdistill-<model name>).")] = None,
 ) -> None:
     """Re-rank RUN's top-k with a cross-encoder. Shard with: torchrun --standalone --nproc-per-node N -m rankdistill -- rerank ..."""
-    import warnings
-
     from rich.console import Console
 
     from ..reranking import rerank
 
     err = Console(stderr=True)
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-
-    warnings.showwarning = show
+    warnings_to_stderr()
     path = rerank(
         model, run, dataset=dataset, queries=queries, corpus=corpus, depth=depth, output=output, dtype=dtype,
         batch_tokens=batch_tokens, max_query_length=max_query_length, max_passage_length=max_passage_length,

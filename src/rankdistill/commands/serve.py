@@ -1,0 +1,41 @@
+"""``rankdistill serve MODEL_DIR``: an HTTP re-ranking server (POST /v1/rerank, Cohere/Jina/TEI shape)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..serving import API_KEY_ENV, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_DOCUMENTS, DEFAULT_MAX_WAIT_MS
+from ._common import warnings_to_stderr
+
+
+def serve_command(
+    model: Annotated[str, typer.Argument(help="Cross-encoder folder, hub id or short name (minilm-l6).", show_default=False)],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name in responses and /v1/models (default: the folder name).")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16 (auto: bf16 on GPU and on CPUs with native bf16).")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_tokens: Annotated[Optional[int], typer.Option("--batch-tokens", help="Padded tokens per forward batch (default 4096 on CPU, 65536 on GPU).")] = None,
+    max_query_length: Annotated[Optional[int], typer.Option("--max-query-length", help="Query tokens kept (default: the model's, else 32).")] = None,
+    max_passage_length: Annotated[Optional[int], typer.Option("--max-passage-length", help="Document tokens kept (default: the model's, else 256).")] = None,
+    max_documents: Annotated[int, typer.Option("--max-documents", help="Most documents in one request.")] = DEFAULT_MAX_DOCUMENTS,
+    max_batch_tokens: Annotated[int, typer.Option("--max-batch-tokens", help="Real tokens of the requests scored together.")] = DEFAULT_MAX_BATCH_TOKENS,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a request waits for others to share its batch.")] = DEFAULT_MAX_WAIT_MS,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the bearer token; unset: no auth.")] = API_KEY_ENV,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+) -> None:
+    """Serve a cross-encoder over HTTP: POST /v1/rerank (and /rerank), GET /health, GET /v1/models."""
+    from ..serving import serve
+
+    warnings_to_stderr()
+    serve(
+        model, host=host, port=port, name=name, dtype=dtype, device=device, batch_tokens=batch_tokens,
+        max_query_length=max_query_length, max_passage_length=max_passage_length, max_documents=max_documents,
+        max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, api_key_env=api_key_env, log_level=log_level,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
