@@ -112,3 +112,19 @@ def test_foreign_module_is_not_trusted(trained, tmp_path):
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(Exception, match="trust_remote_code"):
         load_cross_encoder(folder, device="cpu")
+
+
+def test_similarity_student_loads_with_plain_sentence_transformers(trained):
+    """What the model card and README promise: plain CrossEncoder with trust_remote_code, same scores."""
+    from sentence_transformers import CrossEncoder
+
+    from rankdistill.model import load_cross_encoder
+
+    folder = trained["second"]
+    pairs = [("what is the water", "good water river city"), ("what is the water", "bad water river city"),
+             ("river", "a city by the river")]
+    ours = load_cross_encoder(folder, device="cpu").predict(pairs)
+    plain = CrossEncoder(str(folder), trust_remote_code=True, device="cpu")  # raw scores: the saved activation
+    assert np.abs(plain.predict(pairs) - ours).max() < 1e-6
+    card = (folder / "README.md").read_text()
+    assert "trust_remote_code=True" in card and "load_cross_encoder" in card

@@ -66,14 +66,18 @@ def test_tiny_pipeline_end_to_end_then_skips_then_reruns_only_what_changed(tiny_
     first = pipeline(config(root, data, model, "ranknet"))
     assert first.skipped == []
     kinds = sorted({s.split(":")[0] for s in first.ran})
-    assert kinds == ["build", "evaluate", "rerank", "train"]
+    assert kinds == ["build", "evaluate", "rerank", "teach", "train"]  # teach: the zero-shot backbone baseline
     student = read_run(root / "out" / "eval" / "cv" / "student.run")
     bm25 = read_run(root / "bm25.run")
     assert sorted(student) == sorted(bm25)
     for qid, docs in student.items():  # the student re-ranks exactly the candidates
         assert sorted(d for d, _ in docs) == sorted(d for d, _ in bm25[qid])
     metrics = json.loads((root / "out" / "eval" / "cv" / "metrics.json").read_text())
-    assert metrics
+    assert list(metrics["runs"]) == ["bm25", "zero-shot", "teacher", "student"]
+    zero_shot = read_run(root / "out" / "eval" / "cv" / "zero-shot" / "teacher.run")
+    for qid, docs in zero_shot.items():  # the untrained backbone re-ranks the same candidates
+        assert sorted(d for d, _ in docs) == sorted(d for d, _ in bm25[qid])
+    assert "zero-shot backbone" in (root / "out" / "report" / "cv" / "report.md").read_text()
     report = root / "out" / "report" / "cv" / "report.html"
     assert report.exists() and "data:image/png;base64" in report.read_text()
     manifest = json.loads(next((root / "out" / "manifests").glob("train__fold1__distill.json")).read_text())
@@ -84,7 +88,7 @@ def test_tiny_pipeline_end_to_end_then_skips_then_reruns_only_what_changed(tiny_
 
     changed = pipeline(config(root, data, model, "kl"))
     assert sorted({s.split(":")[0] for s in changed.ran}) == ["evaluate", "rerank", "train"]
-    assert sorted({s.split(":")[0] for s in changed.skipped}) == ["build"]
+    assert sorted({s.split(":")[0] for s in changed.skipped}) == ["build", "teach"]
 
     forced = pipeline(config(root, data, model, "kl"), from_stage="rerank")
     assert sorted({s.split(":")[0] for s in forced.ran}) == ["evaluate", "rerank"]

@@ -34,7 +34,8 @@ def test_paper_scale_dry_run_checks_ids_and_lists_stages(tmp_path, irds_home):
     path.write_text(text.replace("../data/", f"{EXAMPLES.parent}/data/"))
     result = pipeline(path, dry_run=True)
     kinds = [stage.split(":")[0] for stage in result.ran]
-    assert kinds == ["build", "train", "build", "train", "retrieve", "rerank", "evaluate", "retrieve", "rerank", "evaluate"]
+    assert kinds == ["build", "train", "build", "train", "retrieve", "rerank", "teach", "evaluate", "retrieve", "rerank",
+                     "teach", "evaluate"]  # teach: the zero-shot backbone baseline of each evaluation set
     assert "train:all:hard-negatives" in result.ran and "train:all:distill" in result.ran
 
 

@@ -150,7 +150,12 @@ def test_per_query_deltas_table(report):
     assert float(rows["teacher − bm25"][0]) == pytest.approx(mean("teacher", "bm25"), abs=5e-5)
     assert float(rows["student − teacher"][0]) == pytest.approx(mean("student", "teacher"), abs=5e-5)
     # student vs teacher: worse on q1, equal on q2, better on q3
-    assert rows["student − teacher"][1:] == ["1", "1", "1"]
+    assert rows["student − teacher"][1:4] == ["1", "1", "1"]
+    from scipy import stats  # the last column: the paired t-test of that difference, uncorrected
+
+    qids = sorted(QRELS)
+    expected = stats.ttest_rel([NDCG["student"][q] for q in qids], [NDCG["teacher"][q] for q in qids]).pvalue
+    assert float(rows["student − teacher"][4]) == pytest.approx(expected, abs=5e-5)
 
 
 def test_agreement_by_hand():

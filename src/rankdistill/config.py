@@ -147,6 +147,11 @@ class EvaluateConfig(_Strict):
     measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100", "AP"])
     test: Literal["ttest", "wilcoxon"] = "ttest"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    zero_shot: bool = Field(
+        True,
+        description="Also re-rank the same candidates with the untrained backbone used as a bi-encoder (cosine of "
+        "mean-pooled embeddings): the baseline that shows what distillation added.",
+    )
 
     @field_validator("measures")
     @classmethod

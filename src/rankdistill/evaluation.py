@@ -231,6 +231,9 @@ def evaluate(
     output: str | Path | None = None,
     split: str = "test",
     names: Sequence[str] | None = None,
+    zero_shot: str | None = None,
+    candidates: str | Path | None = None,
+    depth: int = 100,
 ) -> EvaluationResult:
     """Evaluate runs on the qrels' queries; with ``baseline``, test every other run against it.
 
@@ -238,6 +241,9 @@ def evaluate(
     ``{label: Run or path}`` mapping.
     ``baseline`` is one of the runs (by path or label), or another run file, which is then added first.
     ``output`` writes CSV/JSON/Markdown by extension; ``per_query`` adds per-query values to it.
+    ``zero_shot`` (a model name, folder or hub id) adds that model used untrained as a bi-encoder over the
+    top ``depth`` of ``candidates`` (default: the baseline, else the first run), labelled
+    ``zero-shot:<model>``: the bar a distilled student must clear. It needs ``dataset`` for the texts.
     """
     import ir_measures
 
@@ -263,6 +269,11 @@ def evaluate(
         sources = dict(zip(list(names) if names is not None else _labels(paths), paths))
     if not sources:
         raise RankdistillError("name at least one run to evaluate")
+    if zero_shot is not None:
+        pool = candidates if candidates is not None else baseline
+        if pool is None:
+            pool = next(iter(sources.values()))
+        sources[f"zero-shot:{zero_shot}"] = _zero_shot_run(zero_shot, pool, dataset, depth)
     baseline_label: str | None = None
     if baseline is not None:
         wanted = Path(baseline)
@@ -307,6 +318,22 @@ def evaluate(
     if output is not None:
         result.write(output, per_query=per_query)
     return result
+
+
+def _zero_shot_run(model: str, candidates: Run | str | Path, dataset: str | Path | None, depth: int) -> Run:
+    """``model`` as an untrained bi-encoder over the top ``depth`` candidates (the embedding teacher's cosines)."""
+    import tempfile
+
+    from .teacher.teach import teach
+
+    if dataset is None:
+        raise RankdistillError("--zero-shot needs --dataset: the bi-encoder reads the query and passage texts")
+    if isinstance(candidates, (str, Path)) and not Path(candidates).is_file():
+        raise RankdistillError(f"--candidates {candidates}: no such run file")
+    with tempfile.TemporaryDirectory(prefix="rankdistill-zero-shot-") as folder:
+        result = teach(candidates, dataset=dataset, output=Path(folder), backend="embedding", model=model, depth=depth,
+                       tag=f"zero-shot-{Path(str(model)).name}")
+        return dict(result.run)
 
 
 def _natural_key(qid: str):

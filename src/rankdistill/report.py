@@ -290,6 +290,7 @@ def _build(
     baseline: str,
     teacher: str | None,
     student: str | None,
+    zero_shot: str | None,
     measures: Sequence[str],
     throughput: Mapping[str, Mapping[str, Any]] | None,
     config: Any,
@@ -308,7 +309,9 @@ def _build(
         roles[teacher] = "teacher"
     if student:
         roles[student] = "student"
-    systems = [baseline] + [s for s in (teacher, student) if s and s != baseline]
+    if zero_shot:
+        roles[zero_shot] = "zero-shot backbone"
+    systems = [baseline] + [s for s in (zero_shot, teacher, student) if s and s != baseline]
     systems += [s for s in runs if s not in systems]
     ordered = {s: runs[s] for s in systems}
     colour = plots.colours(systems, roles)
@@ -357,15 +360,21 @@ def _build(
     blocks.append(f"## Per-query differences ({primary})")
     pq = {s: scores.per_query[s][primary] for s in systems}
     comparisons = [(s, baseline) for s in (student, teacher) if s and s != baseline]
+    if student and zero_shot and student != zero_shot:  # what distillation added over the untrained backbone
+        comparisons.append((student, zero_shot))
     if student and teacher and student != teacher:
         comparisons.append((student, teacher))
     if comparisons:
+        from .significance import paired_p_value
+
         rows = []
         for a, b in comparisons:
             deltas = [pq[a][q] - pq[b][q] for q in scores.qids]
+            p_value = paired_p_value([pq[a][q] for q in scores.qids], [pq[b][q] for q in scores.qids], test)
             rows.append([f"{a} − {b}", f"{statistics.fmean(deltas):+.4f}", sum(d > 0 for d in deltas),
-                         sum(d == 0 for d in deltas), sum(d < 0 for d in deltas)])
-        blocks.append(_table(["difference", "mean Δ", "better", "equal", "worse"], rows))
+                         sum(d == 0 for d in deltas), sum(d < 0 for d in deltas), _pvalue(p_value)])
+        blocks.append(f"p: {TEST_NAMES[test]} on the per-query {primary} of each pair, uncorrected.")
+        blocks.append(_table(["difference", "mean Δ", "better", "equal", "worse", "p"], rows))
         panels = []
         lead = student or teacher
         main = {q: pq[lead][q] - pq[baseline][q] for q in scores.qids}
@@ -516,6 +525,7 @@ def write_report(
     baseline: str,
     teacher: str | None,
     student: str | None,
+    zero_shot: str | None = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
     throughput: Mapping[str, Mapping[str, Any]] | None = None,
     config: Any = None,
@@ -527,7 +537,8 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into ``output_dir``; return both paths.
 
-    ``runs`` maps a system name to its run; ``baseline``, ``teacher`` and ``student`` name entries of it.
+    ``runs`` maps a system name to its run; ``baseline``, ``teacher``, ``student`` and ``zero_shot`` (the
+    untrained backbone as a bi-encoder, the bar distillation must clear) name entries of it.
     The first measure is the primary one (plots, per-query deltas, W/T/L). The PNG figures are also
     written to ``output_dir/report-plots/`` for the Markdown file; the HTML page embeds them.
     ``throughput`` maps a system to its figures (``pairs_per_s``, ``ms_per_query``, ``usd_per_query``, any
@@ -537,7 +548,7 @@ def write_report(
     output_dir = Path(output_dir)
     if not runs:
         raise RankdistillError("no runs to report on")
-    for role, name in (("baseline", baseline), ("teacher", teacher), ("student", student)):
+    for role, name in (("baseline", baseline), ("teacher", teacher), ("student", student), ("zero_shot", zero_shot)):
         if name is not None and name not in runs:
             raise RankdistillError(f"{role} {name!r} is not one of the runs; choose one of {sorted(runs)}")
     if not qrels:
@@ -550,7 +561,8 @@ def write_report(
     if tau_k < 2 or overlap_k < 1:
         raise RankdistillError(f"tau_k must be >= 2 and overlap_k >= 1 (got {tau_k}, {overlap_k})")
     blocks, figures = _build(
-        runs=runs, qrels=qrels, baseline=baseline, teacher=teacher, student=student, measures=measures,
+        runs=runs, qrels=qrels, baseline=baseline, teacher=teacher, student=student, zero_shot=zero_shot,
+        measures=measures,
         throughput=throughput, config=config, title=title, folds=folds, tau_k=tau_k, overlap_k=overlap_k,
         test=test, now=_dt.datetime.now(_dt.timezone.utc),
     )

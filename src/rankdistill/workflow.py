@@ -395,6 +395,28 @@ def _rerank(r: _Runner, target: _EvalTarget) -> Path:
     return out
 
 
+def _zero_shot(r: _Runner, name: str, dataset: str, first_stage: Path, qids: list[str] | None) -> Path | None:
+    """The untrained backbone as a bi-encoder over the evaluated candidates: what the student must beat."""
+    ev = r.config.evaluate
+    if not ev.zero_shot:
+        return None
+    folder = r.root / "eval" / name / "zero-shot"
+    fs_run = first_stage if r.dry_run or qids is None else _subset_run(first_stage, qids, folder / "first-stage.run")
+    out = folder / "teacher.run"
+    model = r.config.train.model
+    stage = Stage(f"teach:zero-shot:{name}", "teach", {"dataset": dataset, "model": model, "depth": ev.depth,
+                                                        "backend": "embedding"}, [fs_run], [out])
+
+    def action():
+        from .teacher.teach import teach
+
+        return dict(teach(fs_run, dataset=dataset, output=folder, backend="embedding", model=model,
+                          depth=ev.depth, tag="zero-shot").stats)
+
+    r.run(stage, action)
+    return out
+
+
 def _merge_runs(paths: list[Path], out: Path, tag: str) -> Path:
     merged: dict = {}
     for path in paths:
@@ -444,6 +466,7 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
             baseline="bm25",
             teacher="teacher" if "teacher" in systems else None,
             student="student",
+            zero_shot="zero-shot" if "zero-shot" in systems else None,
             measures=ev.measures,
             throughput=throughput,
             config=r.config.model_dump(mode="json"),
@@ -496,12 +519,13 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
             target = _EvalTarget(fold, tcfg.dataset, train_fs, train_teacher, test_qids if not dry_run else None, model)
             fold_runs[fold] = _rerank(r, target)
             fold_qids[fold] = test_qids
+        zero_shot = _zero_shot(r, "cv", tcfg.dataset, train_fs, qids)
         if dry_run:
             r.run(Stage("evaluate:cv", "evaluate", {}, [], []), lambda: None)
             return r.result
         student = _merge_runs(list(fold_runs.values()), r.root / "eval" / "cv" / "student.run", "student")
-        systems = {"bm25": train_fs, "teacher": train_teacher, "student": student} if train_teacher else {
-            "bm25": train_fs, "student": student}
+        systems = {"bm25": train_fs, "zero-shot": zero_shot, "teacher": train_teacher, "student": student}
+        systems = {k: v for k, v in systems.items() if v is not None}
         r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, systems, fold_qids)
         r.result.folds = fold_qids
     else:
@@ -525,12 +549,12 @@ def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[s
     fs = _first_stage(r, s.name, s.dataset, s.first_stage)
     teacher = _teacher(r, s.name, s.dataset, fs, s.teacher)
     student = _rerank(r, _EvalTarget(s.name, s.dataset, fs, teacher, None, model))
+    zero_shot = _zero_shot(r, s.name, s.dataset, fs, None)
     if r.dry_run:
         r.run(Stage(f"evaluate:{s.name}", "evaluate", {}, [], []), lambda: None)
         return {}
-    systems = {"bm25": fs, "student": student}
-    if teacher is not None:
-        systems = {"bm25": fs, "teacher": teacher, "student": student}
+    systems = {"bm25": fs, "zero-shot": zero_shot, "teacher": teacher, "student": student}
+    systems = {k: v for k, v in systems.items() if v is not None}
     return _evaluate_and_report(r, s.name, s.dataset, systems, None)
 
 
@@ -570,7 +594,7 @@ def print_summary(result: PipelineResult) -> None:
     out = Console()
     for name, summary in result.metrics.items():
         if summary:
-            out.print(rich_table(summary, title=f"{name}: BM25 / teacher / student"))
+            out.print(rich_table(summary, title=f"{name}: BM25 / zero-shot backbone / teacher / student"))
             if name == "cv" and result.folds:
                 out.print(fold_table(summary, result.folds))
     out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")

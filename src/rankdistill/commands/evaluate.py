@@ -31,6 +31,15 @@ def evaluate_command(
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level (after Holm correction).")] = 0.05,
     per_query: Annotated[bool, typer.Option("--per-query", help="Show and write per-query values.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write .csv, .json or .md.")] = None,
+    zero_shot: Annotated[
+        Optional[str],
+        typer.Option("--zero-shot", help="Also evaluate this model (e.g. the student's backbone, minilm-l6) used untrained "
+                     "as a bi-encoder over the same candidates: the bar distillation must clear. Needs --dataset."),
+    ] = None,
+    candidates: Annotated[
+        Optional[Path], typer.Option("--candidates", help="Run whose top --depth the --zero-shot model re-ranks (default: the baseline, else the first run).")
+    ] = None,
+    depth: Annotated[int, typer.Option("--depth", "-k", help="Candidates per query for --zero-shot.")] = 100,
 ) -> None:
     """Evaluate runs on the qrels' queries (missing queries count 0, as trec_eval -c)."""
     from ..evaluation import DEFAULT_MEASURES, evaluate, rich_table
@@ -38,6 +47,7 @@ def evaluate_command(
     result = evaluate(
         runs, dataset=dataset, qrels=qrels, measures=tuple(measure) if measure else DEFAULT_MEASURES, rel=rel,
         baseline=baseline, test=test, alpha=alpha, per_query=per_query, output=output, split=split,
+        zero_shot=zero_shot, candidates=candidates, depth=depth,
     )
     out = Console()
     err = Console(stderr=True)

@@ -1,0 +1,138 @@
+"""Effectiveness of the distilled student on TREC DL 2020, 2-fold CV: BM25 / zero-shot backbone / teacher / student.
+
+    .venv/bin/python benchmarks/effectiveness_dl20.py [--config examples/dl20-demo.yaml] [--out /tmp/eff-dl20]
+
+Runs the recipe of ``--config`` (default: the demo's) through ``rankdistill.pipeline`` into its own output
+folder, so every stage is the library's and a rerun skips what is done (``--fresh`` starts over). Then prints,
+from the pipeline's per-query metrics, nDCG@10 of each system overall and per fold (each fold's student was
+trained on the other fold's queries), paired t-tests of the student against BM25, the zero-shot backbone
+(the untrained backbone as a bi-encoder over the same candidates) and the teacher, and the wall and CPU time
+of the run (this process and its children). Writes ``benchmarks/results/effectiveness_dl20.json``.
+
+Also printed, as analysis and not as the student: z-score fusions of the student with the zero-shot backbone
+and with BM25 (weights fixed below, not tuned per fold), which say whether the student carries a signal the
+backbone lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED, machine  # noqa: E402
+
+SYSTEMS = ("bm25", "zero-shot", "teacher", "student")
+FUSIONS = {"student + zero-shot": {"student": 1.0, "zero-shot": 1.0},
+           "student + 0.2 bm25": {"student": 1.0, "bm25": 0.2}}
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _config(path: Path, out: Path):
+    """The config of ``path`` (its relative paths resolved against it) writing into ``out`` instead."""
+    from rankdistill.config import load_config
+
+    return load_config(path).model_copy(update={"output": out.resolve()})
+
+
+def _zscore_fusion(runs: dict, weights: dict[str, float], qids: list[str]) -> dict:
+    import numpy as np
+
+    fused = {}
+    for qid in qids:
+        docs = [d for d, _ in runs["bm25"][qid]]
+        total = np.zeros(len(docs))
+        for name, weight in weights.items():
+            scores = dict(runs[name][qid])
+            values = np.array([scores[d] for d in docs], dtype=float)
+            total += weight * (values - values.mean()) / (values.std() or 1.0)
+        fused[qid] = {d: float(s) for d, s in zip(docs, total)}
+    return fused
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "dl20-demo.yaml")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/rankdistill-effectiveness-dl20"))
+    parser.add_argument("--fresh", action="store_true", help="Delete --out first, so nothing is skipped.")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "effectiveness_dl20.json")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"the offline data {SHARED} is absent (set RANKDISTILL_SHARED_DATA)")
+    if "IR_DATASETS_HOME" not in os.environ:  # a private, writable copy, as `make demo` does
+        home = args.out.parent / f"{args.out.name}-ir_datasets"
+        if not home.is_dir():
+            shutil.copytree(SHARED / "ir_datasets", home)
+            for path in [home, *home.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)
+        os.environ["IR_DATASETS_HOME"] = str(home.resolve())
+    if args.fresh and args.out.exists():
+        shutil.rmtree(args.out)
+
+    import ir_measures
+    from scipy.stats import ttest_rel
+
+    from rankdistill.runs import read_qrels, read_run
+    from rankdistill.workflow import pipeline
+
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    result = pipeline(_config(args.config, args.out))
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    summary = result.metrics["cv"]
+    folds = result.folds
+    qids = sorted(q for fold in folds.values() for q in fold)
+    per_query = {s: summary["runs"][s]["per_query"]["nDCG@10"] for s in SYSTEMS if s in summary["runs"]}
+
+    eval_dir = args.out / "eval" / "cv"
+    qrels = read_qrels(eval_dir / "qrels.txt")
+    runs = {"bm25": read_run(eval_dir / "zero-shot" / "first-stage.run"), "zero-shot": read_run(eval_dir / "zero-shot" / "teacher.run"), "student": read_run(eval_dir / "student.run")}
+    for name, weights in FUSIONS.items():
+        fused = _zscore_fusion(runs, weights, qids)
+        per_query[name] = {m.query_id: m.value for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, fused)}
+
+    def mean(system: str, subset: list[str]) -> float:
+        return sum(per_query[system][q] for q in subset) / len(subset)
+
+    def p(a: str, b: str, subset: list[str]) -> float:
+        return float(ttest_rel([per_query[a][q] for q in subset], [per_query[b][q] for q in subset]).pvalue)
+
+    header = f"{'system':<22}{'all (' + str(len(qids)) + ' q)':>12}" + "".join(f"{f + ' (' + str(len(v)) + ' q)':>14}" for f, v in folds.items())
+    print(f"\nnDCG@10 on DL20, {len(folds)}-fold CV (config {args.config.name}); wall {wall:.0f} s, CPU {cpu:.0f} s")
+    print(header)
+    for system in per_query:
+        print(f"{system:<22}{mean(system, qids):>12.4f}" + "".join(f"{mean(system, v):>14.4f}" for v in folds.values()))
+    print("\npaired t-tests on per-query nDCG@10 (two-sided, uncorrected):")
+    tests = {}
+    for other in ("bm25", "zero-shot", "teacher"):
+        if other not in per_query:
+            continue
+        row = {"all": {"delta": mean("student", qids) - mean(other, qids), "p": p("student", other, qids)}}
+        for fold, subset in folds.items():
+            row[fold] = {"delta": mean("student", subset) - mean(other, subset), "p": p("student", other, subset)}
+        tests[f"student vs {other}"] = row
+        cells = "".join(f"  {k}: {v['delta']:+.4f} (p={v['p']:.3g})" for k, v in row.items())
+        print(f"  student vs {other:<10}{cells}")
+    record = {
+        "config": str(args.config), "out": str(args.out), "wall_s": wall, "cpu_s": cpu, "machine": machine(),
+        "ran": result.ran, "skipped": result.skipped,
+        "ndcg10": {s: {"all": mean(s, qids), **{f: mean(s, v) for f, v in folds.items()}} for s in per_query},
+        "tests": tests, "folds": folds,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(record, indent=2))
+    print(f"\nwritten to {args.results}")
+
+
+if __name__ == "__main__":
+    main()
