@@ -81,13 +81,15 @@ def main() -> None:
         shutil.rmtree(args.out)
 
     import ir_measures
-    from scipy.stats import ttest_rel
-
     from rankdistill.runs import read_qrels, read_run
+    from rankdistill.significance import paired_p_value
     from rankdistill.workflow import pipeline
 
+    config = _config(args.config, args.out)
+    if not config.evaluate.cross_validation or not config.evaluate.zero_shot:
+        sys.exit(f"{args.config}: the benchmark needs evaluate.cross_validation and evaluate.zero_shot: true")
     wall, cpu = time.perf_counter(), _cpu_seconds()
-    result = pipeline(_config(args.config, args.out))
+    result = pipeline(config)
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     summary = result.metrics["cv"]
     folds = result.folds
@@ -96,7 +98,8 @@ def main() -> None:
 
     eval_dir = args.out / "eval" / "cv"
     qrels = read_qrels(eval_dir / "qrels.txt")
-    runs = {"bm25": read_run(eval_dir / "zero-shot" / "first-stage.run"), "zero-shot": read_run(eval_dir / "zero-shot" / "teacher.run"), "student": read_run(eval_dir / "student.run")}
+    runs = {"bm25": read_run(eval_dir / "zero-shot" / "first-stage.run"),
+            "zero-shot": read_run(eval_dir / "zero-shot" / "teacher.run"), "student": read_run(eval_dir / "student.run")}
     for name, weights in FUSIONS.items():
         fused = _zscore_fusion(runs, weights, qids)
         per_query[name] = {m.query_id: m.value for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, fused)}
@@ -105,7 +108,7 @@ def main() -> None:
         return sum(per_query[system][q] for q in subset) / len(subset)
 
     def p(a: str, b: str, subset: list[str]) -> float:
-        return float(ttest_rel([per_query[a][q] for q in subset], [per_query[b][q] for q in subset]).pvalue)
+        return paired_p_value([per_query[a][q] for q in subset], [per_query[b][q] for q in subset])
 
     header = f"{'system':<22}{'all (' + str(len(qids)) + ' q)':>12}" + "".join(f"{f + ' (' + str(len(v)) + ' q)':>14}" for f, v in folds.items())
     print(f"\nnDCG@10 on DL20, {len(folds)}-fold CV (config {args.config.name}); wall {wall:.0f} s, CPU {cpu:.0f} s")

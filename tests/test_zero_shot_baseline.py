@@ -119,3 +119,13 @@ def test_zero_shot_needs_the_texts(toy, cli_error):
     message = cli_error(["evaluate", str(root / "bm25.run"), "--dataset", str(data), "--zero-shot", str(model),
                          "--candidates", str(root / "missing.run")])
     assert "missing.run: no such run file" in message
+
+
+def test_zero_shot_uses_a_baseline_named_by_its_label(toy):
+    root, data, model, _ = toy
+    by_path = evaluate([root / "bm25.run"], dataset=str(data), measures=("nDCG@10",), baseline=root / "bm25.run",
+                       zero_shot=str(model), depth=3)
+    by_label = evaluate([root / "bm25.run"], dataset=str(data), measures=("nDCG@10",), baseline="bm25.run",
+                        zero_shot=str(model), depth=3)
+    label = f"zero-shot:{model}"
+    assert by_label.per_query[label] == by_path.per_query[label]

@@ -269,11 +269,6 @@ def evaluate(
         sources = dict(zip(list(names) if names is not None else _labels(paths), paths))
     if not sources:
         raise RankdistillError("name at least one run to evaluate")
-    if zero_shot is not None:
-        pool = candidates if candidates is not None else baseline
-        if pool is None:
-            pool = next(iter(sources.values()))
-        sources[f"zero-shot:{zero_shot}"] = _zero_shot_run(zero_shot, pool, dataset, depth)
     baseline_label: str | None = None
     if baseline is not None:
         wanted = Path(baseline)
@@ -289,6 +284,9 @@ def evaluate(
             label = wanted.name if wanted.name not in sources else str(wanted)
             sources = {label: wanted, **sources}
             baseline_label = label
+    if zero_shot is not None:  # over the baseline's candidates (it may be named by label), else the first run's
+        pool = candidates if candidates is not None else sources[baseline_label or next(iter(sources))]
+        sources[f"zero-shot:{zero_shot}"] = _zero_shot_run(zero_shot, pool, dataset, depth)
 
     queries = sorted(qrels_map, key=_natural_key)
     result = EvaluationResult(runs=list(sources), measures=measure_names, queries=queries, per_query={},
