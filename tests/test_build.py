@@ -121,6 +121,7 @@ def test_top_rank_targets_and_schema(coll, tmp_path):
         ("qid", "string"), ("query", "string"), ("docid", "string"), ("passage", "string"), ("target", "double"),
         ("teacher_rank", "int32"), ("teacher_score", "double"), ("first_stage_rank", "int32"),
         ("first_stage_score", "double"), ("relevance", "int32"), ("position", "int32"),
+        ("window_first", "int32"), ("window_last", "int32"),
     ]
     rows = rows_by_qid(out)
     assert list(rows) == ["q1", "q2"]  # grouped, in run order
@@ -130,7 +131,7 @@ def test_top_rank_targets_and_schema(coll, tmp_path):
     assert [r["position"] for r in q1] == [0, 1, 2, 3]
     assert q1[0] == {"qid": "q1", "query": "what is a river", "docid": "p3", "passage": "passage 3", "target": 5.0,
                      "teacher_rank": 1, "teacher_score": 6.0, "first_stage_rank": 3, "first_stage_score": 17.0,
-                     "relevance": 2, "position": 0}
+                     "relevance": 2, "position": 0, "window_first": None, "window_last": None}  # --pairs all
     assert q1[1]["relevance"] is None and q1[2]["relevance"] == 0  # unjudged is null in the column
     assert [r["docid"] for r in rows["q2"]] == ["p7", "p8", "p1"]  # short list keeps all 3
     meta = read_metadata(out)

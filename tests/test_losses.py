@@ -220,3 +220,38 @@ def test_ranknet_on_deep_rank_targets_matches_the_pure_formula(fixed_model):
     st = make_loss("ranknet", fixed_model)([["q"], [[repr(float(s)) for s in scores]]], [targets])
     pure = ranknet_loss(scores[None], targets[None], torch.ones(1, 300, dtype=torch.bool))
     assert torch.isfinite(st) and st.item() == pytest.approx(pure.item(), rel=1e-5)
+
+
+def test_ranknet_discount_weighting_is_the_dcg_change_of_each_swap():
+    from rankdistill.losses import ranknet_loss
+
+    scores = torch.tensor([[0.2, 1.0, -0.5]])
+    targets = torch.tensor([[3.0, 2.0, 1.0]])  # ranks 1, 2, 3
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    d = [1 / math.log2(1 + r) for r in (1, 2, 3)]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    weights = [abs(d[i] - d[j]) for i, j in pairs]
+    terms = [softplus(-(scores[0, i] - scores[0, j]).item()) for i, j in pairs]
+    expected = sum(w * t for w, t in zip(weights, terms)) / sum(weights)
+    assert ranknet_loss(scores, targets, mask, weighting="discount").item() == pytest.approx(expected, rel=1e-6)
+    # the (1, 2) swap moves DCG by 1 - 0.631 = 0.369, the (2, 3) swap by 0.131: the top pair weighs ~2.8x more
+    assert weights[0] / weights[2] == pytest.approx(2.82, abs=0.01)
+
+
+def test_score_pairs_mini_batches_keep_input_order(tmp_path):
+    """Length-sorted mini-batches give each pair the score one padded batch gives it, in the input order."""
+    from sentence_transformers import CrossEncoder
+    from tiny import tiny_encoder_dir
+
+    from rankdistill.losses import score_pairs
+
+    model = CrossEncoder(str(tiny_encoder_dir(tmp_path / "m")), device="cpu").eval()
+    words = "river water hotel city court law car price phone the a is".split()
+    pairs = [(" ".join(words[i % 3 : i % 3 + 2]), " ".join(words[(i * 5) % 12 :] + words[: i % 7])) for i in range(11)]
+    with torch.no_grad():
+        whole = score_pairs(model, pairs, mini_batch_size=len(pairs))
+        small = score_pairs(model, pairs, mini_batch_size=3)
+        one_by_one = torch.cat([score_pairs(model, [p]) for p in pairs])
+    assert len({len(a) + len(b) for a, b in pairs}) > 3  # lengths differ, so sorting reorders
+    torch.testing.assert_close(small, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(small, one_by_one, atol=1e-5, rtol=1e-5)

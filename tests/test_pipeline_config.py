@@ -69,6 +69,16 @@ def test_unknown_key_and_missing_teacher(tmp_path):
         load_config(write(tmp_path, text))
 
 
+def test_compared_pairs_need_a_listwise_teacher(tmp_path):
+    text = BASE.replace("targets: relevance, loss: LOSS", "targets: rank, pairs: compared")
+    embedding = text.replace("first_stage: {bm25: {k: 10}}", "first_stage: {bm25: {k: 10}}\n  teacher: {backend: embedding, model: minilm-l6}")
+    with pytest.raises(RankdistillError, match=r"stages\.0\.pairs: 'compared' .*not embedding"):
+        load_config(write(tmp_path, embedding))
+    recorded = text.replace("first_stage: {bm25: {k: 10}}", "first_stage: {bm25: {k: 10}}\n  teacher: {run: t.run, window: 6, stride: 3}")
+    stage = load_config(write(tmp_path, recorded)).train.stages[0]
+    assert stage.pairs == "compared"
+
+
 def test_one_first_stage_source(tmp_path):
     text = BASE.replace("{bm25: {k: 10}}", "{bm25: {k: 10}, run: x.run}").replace("LOSS", "lce")
     with pytest.raises(RankdistillError, match="train.first_stage: .*exactly one of"):

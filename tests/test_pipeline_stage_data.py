@@ -155,7 +155,7 @@ def test_config_errors_name_the_key(setup, tmp_path, change, expected):
 
 def test_head_must_be_known(setup, tmp_path):
     root, cv_data, other, model, _, _ = setup
-    with pytest.raises(RankdistillError, match=r"train\.head: got 'mean'; allowed: 'cls' or 'similarity'"):
+    with pytest.raises(RankdistillError, match=r"train\.head: got 'mean'; allowed: 'cls', 'similarity' or 'gated'"):
         load_config(write(tmp_path, config(root, cv_data, other, model, head="mean")))
 
 

@@ -65,7 +65,8 @@ def test_run_is_the_cosine_order_with_the_first_stage_tail(setup):
     for qid, docs in FIRST_STAGE.items():
         ranked = result.run[qid]
         top, tail = docs[:DEPTH], docs[DEPTH:]
-        want = sorted(top, key=lambda d: -cos[qid][d])  # stable: ties keep first-stage order
+        # stable: ties keep first-stage order; equal texts can differ by float noise (padding, bf16/AMX kernels)
+        want = sorted(top, key=lambda d: -round(cos[qid][d], 5))
         assert [d for d, _ in ranked[: len(top)]] == want
         for d, score in ranked[: len(top)]:
             assert score == pytest.approx(cos[qid][d], abs=1e-5)

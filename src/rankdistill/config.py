@@ -91,11 +91,15 @@ class TrainStageConfig(_Strict):
     depth: int = Field(100, gt=0)
     sample_size: int = Field(100, gt=1)
     cross_negatives: int = Field(0, ge=0, description="Passages of other queries added below each list's own.")
+    pairs: Literal["all", "compared"] = Field(
+        "all", description="Pairs a pairwise loss learns: all ordered pairs, or those the sliding-window teacher compared."
+    )
     # learning (rankdistill train)
     loss: Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"] = "ranknet"
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     learning_rate: float = Field(1e-5, gt=0)
+    gate_learning_rate: float | None = Field(None, ge=0, description="head 'gated': the gates' rate (default 1e-2).")
     batch_queries: int = Field(1, gt=0)
     grad_accum: int = Field(1, gt=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
@@ -115,16 +119,21 @@ class TrainConfig(_Strict):
     first_stage: FirstStageConfig
     teacher: TeacherConfig | None = None
     model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
-    head: Literal["cls", "similarity"] = Field("cls", description="The student's scoring head on the backbone.")
+    head: Literal["cls", "similarity", "gated"] = Field("cls", description="The student's scoring head on the backbone.")
     stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
 
     @model_validator(mode="after")
     def _targets_available(self):
         for i, stage in enumerate(self.stages):
             teacher = stage.data.teacher if stage.data is not None else self.teacher
+            key = f"stages.{i}.data.teacher" if stage.data is not None else "teacher"
             if stage.targets in ("rank", "score") and teacher is None:
-                key = f"stages.{i}.data.teacher" if stage.data is not None else "teacher"
                 raise ValueError(f"stage {stage.name!r} learns from the teacher ({stage.targets}) but {key!r} is not set")
+            if stage.pairs == "compared" and (teacher is None or teacher.backend == "embedding" or stage.targets == "relevance"):
+                raise ValueError(
+                    f"stages.{i}.pairs: 'compared' learns the pairs a sliding-window teacher compared: it needs a listwise "
+                    f"{key!r} (a recorded run or an LLM backend, not embedding) and targets rank or score; use pairs: all"
+                )
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")

@@ -155,34 +155,59 @@ class CpuEncoderForward:
             })
         self.act = act or ("none", "")
 
-    def _attend(self, q, k, v, mask):
-        """softmax(q kᵀ + mask) v over (batch*heads, len, size) tensors; the scale is in q already."""
+    def _attend(self, q, k, v, mask, gated=None):
+        """softmax(q kᵀ + mask) v over (batch*heads, len, size) tensors; the scale is in q already.
+
+        ``gated``: (own-sequence mask, whole-pair mask, this layer's gates expanded to (batch*heads, 1, 1)):
+        the weights of :func:`rankdistill.gated.gated_attention`, ``w_own + g (w_all - w_own)``.
+        """
         import torch
 
         scores = torch.bmm(q, k.transpose(1, 2))
+        if gated is not None:
+            own_mask, all_mask, gate = gated
+            own = torch.softmax(scores + own_mask, -1)
+            if gate is not None:
+                own = own + gate * (torch.softmax(scores.add_(all_mask), -1) - own)
+            return torch.bmm(own, v)
         if mask is not None:
             scores += mask
         return torch.bmm(torch.softmax(scores, -1), v)
 
-    def __call__(self, input_ids, token_type_ids=None, attention_mask=None):
+    def __call__(self, input_ids, token_type_ids=None, attention_mask=None, position_ids=None, gated=None):
+        """``position_ids`` and ``gated`` = (own-sequence mask, whole-pair mask, gates) for the gated layout of
+        :mod:`rankdistill.gated` (masks as :func:`rankdistill.gated.masks` makes them, gates (layers, heads))."""
         import torch
 
         kwargs = {"input_ids": input_ids}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
         x = self.base.embeddings(**kwargs)
         if getattr(self.base, "embeddings_project", None) is not None:  # ELECTRA with embedding_size != hidden
             x = self.base.embeddings_project(x)
         batch, width, hidden = x.shape
         heads, size = self.layers[0]["heads"], self.layers[0]["size"]
         mask = None
-        if attention_mask is not None:
+        gate_masks = None
+        if gated is not None:
+            own_mask, all_mask, gates = gated
+            gate_masks = (own_mask.to(x.dtype).expand(batch, heads, width, width).reshape(batch * heads, width, width),
+                          all_mask.to(x.dtype).expand(batch, heads, 1, width).reshape(batch * heads, 1, width))
+            gates = gates.clamp(0.0, 1.0).to(x.dtype)
+        elif attention_mask is not None:
             mask = torch.zeros(batch, 1, 1, width, dtype=x.dtype, device=x.device)
             mask.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
             mask = mask.expand(batch, heads, 1, width).reshape(batch * heads, 1, width)
         x = x.reshape(batch * width, hidden)
         rows = width
-        for ly in self.layers:
+        for index, ly in enumerate(self.layers):
+            layer_gated = None
+            if gate_masks is not None:
+                gate = gates[index]
+                gate = gate.view(1, heads, 1, 1).expand(batch, heads, 1, 1).reshape(batch * heads, 1, 1) if bool((gate > 0).any()) else None
+                layer_gated = (*gate_masks, gate)
             if "wq" in ly:  # the last layer, when the head reads [CLS] only: its query, output and feed-forward suffice
                 first = x.view(batch, width, hidden)[:, 0]
                 q = self.linear(first, ly["wq"], ly["bq"]).view(batch * heads, 1, size)
@@ -192,7 +217,7 @@ class CpuEncoderForward:
             else:
                 qkv = self.linear(x, ly["wqkv"], ly["bqkv"]).view(batch, width, 3, heads, size)
                 q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, batch * heads, width, size)
-            ctx = self._attend(q, k, v, mask).view(batch, heads, rows, size).transpose(1, 2).reshape(batch * rows, hidden)
+            ctx = self._attend(q, k, v, mask, layer_gated).view(batch, heads, rows, size).transpose(1, 2).reshape(batch * rows, hidden)
             x = ly["ln1"](self.linear_add(ctx, x, ly["wo"], ly["bo"]))
             h = self.linear(x, ly["wi"], ly["bi"], *self.act)
             if ly["act"] is not None:
@@ -206,9 +231,10 @@ class CpuEncoderForward:
         return self.model.classifier(states)[:, 0]
 
 
-def build_cpu_forward(model, pooled: bool, use_types: bool) -> CpuEncoderForward | None:
+def build_cpu_forward(model, pooled: bool, use_types: bool, gates=None) -> CpuEncoderForward | None:
     """The fast pass for ``model`` (in eval mode, on CPU), or None where unsupported or where it disagrees
-    with the Hugging Face forward on a padded test batch (logged, never silent)."""
+    with the Hugging Face forward on a padded test batch (logged, never silent). ``gates``: a gated encoder's
+    (layers, heads) gates (:mod:`rankdistill.gated`); the test batch then has the gated layout."""
     import torch
 
     reason = unsupported_reason(model, pooled)
@@ -227,10 +253,22 @@ def build_cpu_forward(model, pooled: bool, use_types: bool) -> CpuEncoderForward
         types = torch.zeros_like(ids)
         types[:, 6:] = 1
     inputs = {"input_ids": ids, "attention_mask": mask, **({"token_type_ids": types} if use_types else {})}
+    extra = {}
+    if gates is not None:
+        from .gated import masks, position_offset, positions
+
+        segments = mask.clone()
+        segments[:, 5:] *= 2  # a query of 5 tokens, then the passage (the second one padded)
+        types = torch.zeros_like(ids)
+        gated_masks = masks(segments, next(model.parameters()).dtype)
+        pos = positions(segments, position_offset(model.config))
+        inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "position_ids": pos,
+                  "gated_masks": gated_masks, "gates": gates}
+        extra = {"position_ids": pos, "gated": (*gated_masks, gates)}
     with torch.inference_mode():
         ref = model(**inputs)
         ref = ref.logits[:, 0] if pooled else ref.last_hidden_state
-        got = fast(ids, types, mask)
+        got = fast(ids, types, mask, **extra)
     if not pooled:  # padded positions are undefined in both
         ref, got = ref[mask.bool()], got[mask.bool()]
     dtype = next(model.parameters()).dtype

@@ -19,6 +19,12 @@ Which ranking is sampled:
 Targets (higher = better): ``rank`` -> ``depth - rank + 1`` from the teacher run (else the first-stage
 run), 0 for a passage the ranking does not hold within ``depth``; ``score`` -> the teacher's score (else
 the first stage's), a passage without one is an error; ``relevance`` -> the qrels grade, unjudged = 0.
+
+Pairs: ``compared`` stores, for each passage the sliding-window teacher ranked, the first and last of its
+windows (``window_first``/``window_last``, replayed from the first-stage run: see
+:mod:`rankdistill.teacher.windows`); a pairwise loss then learns only the order of passages whose windows
+met, i.e. what the LLM judged, not the first-stage order it carried along. Passages without windows (cross
+negatives, passages below the teacher's depth) are ordered by their targets against every other passage.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ def _schema():
             pa.field("first_stage_score", pa.float64()),
             pa.field("relevance", pa.int32()),
             pa.field("position", pa.int32(), nullable=False),
+            # --pairs compared: the first and last teacher window that held the passage (0 = the first, bottom one)
+            pa.field("window_first", pa.int32()),
+            pa.field("window_last", pa.int32()),
         ]
     )
 
@@ -88,6 +97,12 @@ class BuildConfig(BaseModel):
     cross_negatives: int = Field(
         0, ge=0, description="Passages of other queries added to each list below every own candidate (query-dependence)."
     )
+    pairs: Literal["all", "compared"] = Field(
+        "all", description="Which pairs train a pairwise loss: every ordered pair, or only those the teacher compared."
+    )
+    teacher_window: int = Field(20, gt=1, description="--pairs compared: the teacher's window size.")
+    teacher_stride: int = Field(10, gt=0, description="--pairs compared: the teacher's stride.")
+    teacher_depth: int = Field(100, gt=0, description="--pairs compared: how many first-stage candidates the teacher ranked.")
     seed: int = 0
     qids: list[str] | None = None
 
@@ -216,6 +231,10 @@ def build(
     qids: Iterable[str] | str | Path | None = None,
     relevant_grade: int = 1,
     cross_negatives: int = 0,
+    pairs: str = "all",
+    teacher_window: int = 20,
+    teacher_stride: int = 10,
+    teacher_depth: int = 100,
     split: str = "test",
     fix_encoding: bool = False,
     progress: bool = True,
@@ -233,7 +252,8 @@ def build(
             queries=queries, corpus=corpus, output=output, depth=depth, sample_size=sample_size,
             sampling=sampling, targets=targets, negatives=negatives, seed=seed,
             qids=list(qids) if isinstance(qids, list | tuple | set) else qids,
-            relevant_grade=relevant_grade, cross_negatives=cross_negatives, split=split, fix_encoding=fix_encoding,
+            relevant_grade=relevant_grade, cross_negatives=cross_negatives, pairs=pairs, teacher_window=teacher_window,
+            teacher_stride=teacher_stride, teacher_depth=teacher_depth, split=split, fix_encoding=fix_encoding,
         )
     except ValidationError as exc:
         raise describe_validation_error(exc) from None
@@ -306,6 +326,7 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
             "restrict the queries with --qids or use a ranking that covers them"
         )
 
+    windows = _teacher_windows(cfg, qids, teacher, first, teacher_source, first_source) if cfg.pairs == "compared" else {}
     teacher_pos, first_pos, target_pos = _positions(teacher), _positions(first), _positions(target_run)
     # passages of every query, for cross-query negatives: with few training queries a student can fit each
     # list by passage features alone; a passage that answers another query must score below this query's own
@@ -338,11 +359,13 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
                     target = float(hit[1])
             t = teacher_pos.get(qid, {}).get(docid)
             f = first_pos.get(qid, {}).get(docid)
+            w = windows.get(qid, {}).get(docid, (None, None))
             items.append({
                 "qid": qid, "query": coll.queries[qid], "docid": docid, "passage": None, "target": target,
                 "teacher_rank": t[0] if t else None, "teacher_score": t[1] if t else None,
                 "first_stage_rank": f[0] if f else None, "first_stage_score": f[1] if f else None,
                 "relevance": grades.get(docid) if qrels is not None else None, "_order": (idx, order),
+                "window_first": w[0], "window_last": w[1],
             })
         if cfg.cross_negatives:
             own = {docid for docid, _ in ranking[qid]} | set(grades)
@@ -352,6 +375,7 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
                     "qid": qid, "query": coll.queries[qid], "docid": docid, "passage": None, "target": floor,
                     "teacher_rank": None, "teacher_score": None, "first_stage_rank": None, "first_stage_score": None,
                     "relevance": None, "_order": (len(candidates) + n, len(items)),
+                    "window_first": None, "window_last": None,
                 })
         # target descending, ties in the sampled ranking's order
         items.sort(key=lambda r: (-r["target"], r["_order"]))
@@ -393,6 +417,37 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
     out = Path(cfg.output)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
+    return out
+
+
+def _teacher_windows(cfg: BuildConfig, qids: list[str], teacher: Run | None, first: Run | None,
+                     teacher_source: str | None, first_source: str | None) -> dict[str, dict[str, tuple[int, int]]]:
+    """qid -> docid -> (first, last) teacher window, replayed from the first-stage order (``--pairs compared``)."""
+    from .teacher.windows import replay_windows
+
+    if cfg.targets not in ("rank", "score") or teacher is None or first is None:
+        raise RankdistillError(
+            "--pairs compared needs the teacher run and the first-stage run it re-ranked (--teacher-run and "
+            "--first-stage-run) and --targets rank or score"
+        )
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    failed: list[str] = []
+    for qid in qids:
+        candidates = [docid for docid, _ in first.get(qid, [])[: cfg.teacher_depth]]
+        among = set(candidates)
+        ranked = [docid for docid, _ in teacher.get(qid, []) if docid in among]
+        spans = replay_windows(candidates, ranked, cfg.teacher_window, cfg.teacher_stride)
+        if spans is None:
+            failed.append(qid)
+        else:
+            out[qid] = spans
+    if failed:
+        raise RankdistillError(
+            f"--pairs compared: for {len(failed)} of {len(qids)} queries (e.g. {failed[:5]}) {teacher_source} is not a "
+            f"sliding-window re-ranking (window {cfg.teacher_window}, stride {cfg.teacher_stride}, bottom to top) of the "
+            f"top {cfg.teacher_depth} of {first_source}; give the teacher's --teacher-window/--teacher-stride/"
+            "--teacher-depth, or use --pairs all"
+        )
     return out
 
 

@@ -234,6 +234,7 @@ def evaluate(
     zero_shot: str | None = None,
     candidates: str | Path | None = None,
     depth: int = 100,
+    zero_shot_max_length: int | None = None,
 ) -> EvaluationResult:
     """Evaluate runs on the qrels' queries; with ``baseline``, test every other run against it.
 
@@ -244,6 +245,7 @@ def evaluate(
     ``zero_shot`` (a model name, folder or hub id) adds that model used untrained as a bi-encoder over the
     top ``depth`` of ``candidates`` (default: the baseline, else the first run), labelled
     ``zero-shot:<model>``: the bar a distilled student must clear. It needs ``dataset`` for the texts.
+    ``zero_shot_max_length``: the tokens of each text it reads (give the student's passage budget).
     """
     import ir_measures
 
@@ -286,7 +288,7 @@ def evaluate(
             baseline_label = label
     if zero_shot is not None:  # over the baseline's candidates (it may be named by label), else the first run's
         pool = candidates if candidates is not None else sources[baseline_label or next(iter(sources))]
-        sources[f"zero-shot:{zero_shot}"] = _zero_shot_run(zero_shot, pool, dataset, depth)
+        sources[f"zero-shot:{zero_shot}"] = _zero_shot_run(zero_shot, pool, dataset, depth, zero_shot_max_length)
 
     queries = sorted(qrels_map, key=_natural_key)
     result = EvaluationResult(runs=list(sources), measures=measure_names, queries=queries, per_query={},
@@ -318,7 +320,8 @@ def evaluate(
     return result
 
 
-def _zero_shot_run(model: str, candidates: Run | str | Path, dataset: str | Path | None, depth: int) -> Run:
+def _zero_shot_run(model: str, candidates: Run | str | Path, dataset: str | Path | None, depth: int,
+                   max_length: int | None = None) -> Run:
     """``model`` as an untrained bi-encoder over the top ``depth`` candidates (the embedding teacher's cosines)."""
     import tempfile
 
@@ -330,7 +333,8 @@ def _zero_shot_run(model: str, candidates: Run | str | Path, dataset: str | Path
         raise RankdistillError(f"--candidates {candidates}: no such run file")
     with tempfile.TemporaryDirectory(prefix="rankdistill-zero-shot-") as folder:
         result = teach(candidates, dataset=dataset, output=Path(folder), backend="embedding", model=model, depth=depth,
-                       tag=f"zero-shot-{Path(str(model)).name}")
+                       tag=f"zero-shot-{Path(str(model)).name}",
+                       backend_options={"max_length": max_length} if max_length else None)
         return dict(result.run)
 
 

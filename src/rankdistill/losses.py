@@ -9,9 +9,10 @@ entries — the same scheme as sentence-transformers' own listwise losses (no ``
 padded entry never enters a sum or a mean).
 
 Where sentence-transformers has a loss that computes the paper's formula it is used as is
-(``ranknet`` -> ``RankNetLoss`` with natural log, ``adr-mse`` -> ``ADRMSELoss``, ``listnet`` ->
-``ListNetLoss``, ``bce`` -> ``BinaryCrossEntropyLoss`` fed with the flattened pairs). The others are
-written here: ``lce``, ``kl`` (with a temperature), ``approx-ndcg``, ``margin-mse`` (listwise, all pairs).
+(``adr-mse`` -> ``ADRMSELoss``, ``listnet`` -> ``ListNetLoss``, ``bce`` -> ``BinaryCrossEntropyLoss`` fed with
+the flattened pairs). The others are written here: ``ranknet`` (natural log, and restricted to the pairs the
+teacher compared for a set built with ``--pairs compared``, which sentence-transformers' RankNetLoss cannot
+do), ``lce``, ``kl`` (with a temperature), ``approx-ndcg``, ``margin-mse`` (listwise, all pairs).
 Each hand-written loss is a thin ``nn.Module`` over a pure function of ``(scores, targets, mask)`` so it
 can be tested on numbers.
 
@@ -19,7 +20,9 @@ Which target each loss expects (all: higher = better):
 
 =============  ===============================================================================================
 ranknet        any targets; only their order matters: mean over pairs with t_i > t_j of
-               log(1 + exp(-sigma (s_i - s_j))). Ties form no pair. Use rank targets (depth - rank + 1).
+               log(1 + exp(-sigma (s_i - s_j))). Ties form no pair. Use rank targets (depth - rank + 1). A set
+               built with ``--pairs compared`` keeps only the pairs the sliding-window teacher compared;
+               ``weighting="discount"`` weighs each pair by the DCG change of swapping it (the top counts most).
 lce            one relevant passage per list = the one with the largest target (the first of them on a tie:
                the parquet puts it at position 0); typically ``single-relevant`` sampling, relevance targets.
 kl             graded targets: KL(softmax(t / tau) || softmax(s)), mean over queries. With rank targets
@@ -42,6 +45,7 @@ bce            binary labels in [0, 1] (relevance 0/1), or ``threshold=g`` to la
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -73,11 +77,42 @@ def _pair_mask(targets: Tensor, mask: Tensor) -> Tensor:
     return both & (targets[:, :, None] > targets[:, None, :])
 
 
-def ranknet_loss(scores: Tensor, targets: Tensor, mask: Tensor, sigma: float = 1.0) -> Tensor:
-    """Mean over all pairs (in the batch) with t_i > t_j of log(1 + exp(-sigma (s_i - s_j)))."""
+def compared_mask(windows: Tensor) -> Tensor:
+    """(b, i, j) is True where passages i and j shared a teacher window, or either has none (-1).
+
+    ``windows[b, i] = (first, last)`` window of passage i (see :mod:`rankdistill.teacher.windows`); ranges that
+    overlap met in a window. A passage without one (a cross negative, one below the teacher's depth) is ordered
+    by its target against every other passage.
+    """
+    first, last = windows[..., 0], windows[..., 1]
+    met = (first[:, :, None] <= last[:, None, :]) & (first[:, None, :] <= last[:, :, None])
+    free = (first < 0)[:, :, None] | (first < 0)[:, None, :]
+    return met | free
+
+
+def target_ranks(targets: Tensor, mask: Tensor) -> Tensor:
+    """1-based rank of each entry by target within its list (1 + the number of real entries above it)."""
+    above = (targets[:, None, :] > targets[:, :, None]) & mask[:, None, :]
+    return 1.0 + above.sum(dim=2).to(targets.dtype)
+
+
+def ranknet_loss(scores: Tensor, targets: Tensor, mask: Tensor, sigma: float = 1.0, windows: Tensor | None = None,
+                 weighting: Literal["none", "discount"] = "none") -> Tensor:
+    """Mean over all pairs (in the batch) with t_i > t_j of log(1 + exp(-sigma (s_i - s_j))); with ``windows``
+    only over the pairs the teacher compared (:func:`compared_mask`).
+
+    ``weighting="discount"``: a weighted mean, pair (i, j) weighing |1/log2(1 + r_i) - 1/log2(1 + r_j)| for the
+    target ranks r: the DCG change of swapping the two, so the teacher's decisions at the top count most.
+    """
     pairs = _pair_mask(targets, mask)
+    if windows is not None:
+        pairs = pairs & compared_mask(windows)
     diffs = scores[:, :, None] - scores[:, None, :]
     losses = nn.functional.softplus(-sigma * diffs)
+    if weighting == "discount":
+        discount = 1.0 / torch.log2(1.0 + target_ranks(targets, mask))
+        weights = (discount[:, :, None] - discount[:, None, :]).abs() * pairs
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
     return losses[pairs].sum() / pairs.sum().clamp(min=1)
 
 
@@ -157,17 +192,26 @@ def _check_listwise(name: str, inputs, labels) -> None:
         raise ValueError(f"{name}: passages per query {sizes} do not match labels per query {[len(x) for x in labels]}")
 
 
+MINI_BATCH_SIZE = 32  # pairs per forward when a loss is given none: a 100-passage list in 4 length-sorted batches
+
+
 def score_pairs(model, pairs: list[tuple[str, str]], prompt=None, task=None, mini_batch_size: int | None = None) -> Tensor:
-    """The model's raw score of each (query, passage) pair, in mini-batches (as sentence-transformers' losses)."""
+    """The model's raw score of each (query, passage) pair, in mini-batches of pairs of similar length.
+
+    Sorting by length before cutting the batches pads each to its own longest pair rather than the list's
+    longest; the scores come back in input order, so the loss (and its gradient) is the same as in one batch.
+    """
     from sentence_transformers.util import batch_to_device
 
-    size = mini_batch_size if mini_batch_size and mini_batch_size > 0 else len(pairs)
+    size = mini_batch_size if mini_batch_size and mini_batch_size > 0 else MINI_BATCH_SIZE
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     out = []
     for start in range(0, len(pairs), size):
-        tokens = model.preprocess(pairs[start : start + size], prompt=prompt, task=task)
-        tokens = batch_to_device(tokens, model.device)
+        chunk = [pairs[i] for i in order[start : start + size]]
+        tokens = batch_to_device(model.preprocess(chunk, prompt=prompt, task=task), model.device)
         out.append(model(tokens)["scores"].view(-1))
-    return torch.cat(out).float()
+    scores = torch.cat(out).float()
+    return scores[torch.argsort(torch.as_tensor(order, device=scores.device))]
 
 
 class ListwiseLoss(nn.Module):
@@ -183,6 +227,12 @@ class ListwiseLoss(nn.Module):
     def compute(self, scores: Tensor, targets: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def compute_compared(self, scores: Tensor, targets: Tensor, mask: Tensor, windows: Tensor) -> Tensor:
+        raise RankdistillError(
+            f"{type(self).__name__} cannot learn from a set built with --pairs compared (it has no pairs to restrict); "
+            "use the ranknet loss, or rebuild the set with --pairs all"
+        )
+
     def forward(self, inputs: list, labels: list[Tensor], prompt: str | None = None, task: str | None = None) -> Tensor:
         _check_listwise(type(self).__name__, inputs, labels)
         queries, docs_lists = inputs
@@ -190,11 +240,48 @@ class ListwiseLoss(nn.Module):
         flat = self.activation_fn(score_pairs(self.model, pairs, prompt, task, self.mini_batch_size))
         sizes = [len(d) for d in docs_lists]
         scores, mask = pad_lists(list(torch.split(flat, sizes)))
-        targets, _ = pad_lists([torch.as_tensor(lbl, dtype=torch.float32, device=flat.device) for lbl in labels])
+        labels = [torch.as_tensor(lbl, dtype=torch.float32, device=flat.device) for lbl in labels]
+        if labels[0].ndim == 2:  # (target, first window, last window) per passage: a set built with --pairs compared
+            targets, _ = pad_lists([lbl[:, 0] for lbl in labels])
+            first, _ = pad_lists([lbl[:, 1] for lbl in labels], fill=-1.0)
+            last, _ = pad_lists([lbl[:, 2] for lbl in labels], fill=-1.0)
+            windows = torch.stack([first, last], dim=-1).to(scores.device)
+            return self.compute_compared(scores, targets.to(scores.device), mask, windows)
+        targets, _ = pad_lists(labels)
         return self.compute(scores, targets.to(scores.device), mask)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"mini_batch_size": self.mini_batch_size}
+
+
+class RankNetLoss(ListwiseLoss):
+    """The paper's RankNet, natural log (``reduction_log="binary"`` divides by ln 2, sentence-transformers'
+    default); written here because sentence-transformers' ``RankNetLoss`` cannot restrict the pairs to those
+    the teacher compared."""
+
+    def __init__(self, model, sigma: float = 1.0, reduction_log: Literal["natural", "binary"] = "natural",
+                 weighting: Literal["none", "discount"] = "none", **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        if reduction_log not in ("natural", "binary"):
+            raise ValueError(f"reduction_log must be 'natural' or 'binary', got {reduction_log!r}")
+        if weighting not in ("none", "discount"):
+            raise ValueError(f"weighting must be 'none' or 'discount', got {weighting!r}")
+        self.sigma = float(sigma)
+        self.reduction_log = reduction_log
+        self.weighting = weighting
+
+    def _scale(self, value: Tensor) -> Tensor:
+        return value / math.log(2.0) if self.reduction_log == "binary" else value
+
+    def compute(self, scores, targets, mask):
+        return self._scale(ranknet_loss(scores, targets, mask, self.sigma, weighting=self.weighting))
+
+    def compute_compared(self, scores, targets, mask, windows):
+        return self._scale(ranknet_loss(scores, targets, mask, self.sigma, windows, self.weighting))
+
+    def get_config_dict(self):
+        return {**super().get_config_dict(), "sigma": self.sigma, "reduction_log": self.reduction_log,
+                "weighting": self.weighting}
 
 
 class LCELoss(ListwiseLoss):
@@ -293,14 +380,10 @@ class ListwiseBCELoss(nn.Module):
 
 
 def _registry() -> dict[str, Any]:
-    from sentence_transformers.cross_encoder.losses import ADRMSELoss, ListNetLoss, RankNetLoss
-
-    def ranknet(model, **kw):
-        kw.setdefault("reduction_log", "natural")  # the paper's log(1 + exp(-(s_i - s_j))); ST defaults to log2
-        return RankNetLoss(model, **kw)
+    from sentence_transformers.cross_encoder.losses import ADRMSELoss, ListNetLoss
 
     return {
-        "ranknet": ranknet,
+        "ranknet": RankNetLoss,
         "lce": LCELoss,
         "kl": KLDivergenceLoss,
         "listnet": ListNetLoss,
@@ -318,16 +401,11 @@ def make_loss(name: str, model, **kwargs) -> nn.Module:
     if key not in registry:
         raise RankdistillError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     factory = registry[key]
-    if key == "ranknet":
-        from sentence_transformers.cross_encoder.losses import RankNetLoss
-
-        allowed = _accepted(RankNetLoss)
-    else:
-        allowed = _accepted(factory)
-        if issubclass(factory, ListwiseLoss):
-            allowed |= _accepted(ListwiseLoss)
-        if factory is ListwiseBCELoss:
-            allowed.add("activation_fn")
+    allowed = _accepted(factory)
+    if isinstance(factory, type) and issubclass(factory, ListwiseLoss):
+        allowed |= _accepted(ListwiseLoss)
+    if factory is ListwiseBCELoss:
+        allowed.add("activation_fn")
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise RankdistillError(f"loss {key!r} does not take {', '.join(unknown)}; it takes: {', '.join(sorted(allowed))}")

@@ -39,8 +39,10 @@ def build_cross_encoder(
     ``head="cls"``: the architecture's own sequence-classification head on the first token; a checkpoint
     without one (e.g. a bi-encoder such as all-MiniLM-L6-v2) gets a fresh linear head, initialised under
     ``seed`` so the same config trains the same model. ``head="similarity"``: the
-    :class:`~rankdistill.heads.SegmentSimilarity` head (see :mod:`rankdistill.heads` for why). A folder saved
-    by rankdistill with a similarity head loads as it is, whatever ``head`` says.
+    :class:`~rankdistill.heads.SegmentSimilarity` head (see :mod:`rankdistill.heads` for why). ``head="gated"``:
+    the same head on :class:`~rankdistill.gated.GatedTransformer`, whose cross-attention starts shut, so the
+    untrained model is the backbone's bi-encoder (see :mod:`rankdistill.gated`). A folder saved by rankdistill
+    with a similarity head (gated or not) loads as it is, whatever ``head`` says.
     """
     import torch
     from sentence_transformers import CrossEncoder
@@ -61,16 +63,24 @@ def build_cross_encoder(
     try:
         if has_similarity_head(backbone):
             model = load_cross_encoder(backbone, device=device)
-        elif head == "similarity":
+        elif head in ("similarity", "gated"):
             from sentence_transformers.base.modules import Transformer
 
             from .heads import SegmentSimilarity
 
-            encoder = Transformer(backbone, transformer_task="feature-extraction")
+            if head == "gated":
+                from .gated import GatedTransformer
+
+                try:
+                    encoder = GatedTransformer(backbone, max_query_length=max_query_length, max_passage_length=max_passage_length)
+                except ValueError as exc:
+                    raise RankdistillError(f"head 'gated' cannot use {backbone!r}: {exc}") from None
+            else:
+                encoder = Transformer(backbone, transformer_task="feature-extraction")
             encoder.model.config.num_labels = 1  # one score per pair: predict() returns shape (n,)
             sep = encoder.tokenizer.sep_token_id
             if sep is None:
-                raise RankdistillError(f"head 'similarity' needs a tokenizer with a separator token; {backbone!r} has none")
+                raise RankdistillError(f"head {head!r} needs a tokenizer with a separator token; {backbone!r} has none")
             model = CrossEncoder(modules=[encoder, SegmentSimilarity(sep)], activation_fn=torch.nn.Identity(), device=device)
         else:
             model = CrossEncoder(backbone, num_labels=1, activation_fn=torch.nn.Identity(), device=device)
@@ -97,6 +107,18 @@ def has_similarity_head(folder: str | Path) -> bool:
     return SIMILARITY_HEAD in _module_types(folder)
 
 
+def is_gated(folder: str | Path) -> bool:
+    """True for a model folder saved by rankdistill with the gated encoder (:mod:`rankdistill.gated`)."""
+    from .gated import GATED_ENCODER
+
+    return GATED_ENCODER in _module_types(folder)
+
+
+def head_name(folder: str | Path) -> str:
+    """``gated``, ``similarity`` or ``cls``: the head a saved model folder carries."""
+    return "gated" if is_gated(folder) else "similarity" if has_similarity_head(folder) else "cls"
+
+
 def load_similarity_head(folder: str | Path):
     """The saved :class:`~rankdistill.heads.SegmentSimilarity` of a model folder (for the fast scorer)."""
     from .heads import SIMILARITY_HEAD, SegmentSimilarity
@@ -116,10 +138,11 @@ def load_cross_encoder(folder: str | Path, **kwargs):
     import torch
     from sentence_transformers import CrossEncoder
 
+    from .gated import GATED_ENCODER
     from .heads import SIMILARITY_HEAD
 
     types = _module_types(folder)
-    foreign = [t for t in types if not (t.startswith("sentence_transformers.") or t == SIMILARITY_HEAD)]
+    foreign = [t for t in types if not (t.startswith("sentence_transformers.") or t in (SIMILARITY_HEAD, GATED_ENCODER))]
     config = Path(folder) / "config.json"
     remote = config.is_file() and "auto_map" in json.loads(config.read_text(encoding="utf-8"))
     trusted = bool(types) and not foreign and not remote
@@ -217,8 +240,15 @@ def _fmt(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
-def _head_description(base_model: str, similarity: bool) -> list[str]:
-    if similarity:
+def _head_description(base_model: str, head: str) -> list[str]:
+    if head == "gated":
+        return [
+            f"Trained with `rankdistill train` from **{base_model}**: `[CLS] query [SEP] [CLS] passage [SEP]` through the",
+            "encoder with cross-attention behind learnt gates (shut at the start, so the untrained model is the backbone's",
+            "bi-encoder), score = a learnt scale times the cosine of the mean query token and the mean passage token",
+            "(rankdistill's gated similarity head). Outputs are raw scores, higher = more relevant.",
+        ]
+    if head == "similarity":
         return [
             f"Trained with `rankdistill train` from **{base_model}**: `[CLS] query [SEP] passage [SEP]` through the",
             "encoder, score = a learnt scale times the cosine of the mean query token and the mean passage token",
@@ -240,7 +270,8 @@ def write_model_card(
     metrics: dict[str, Any] | None = None,
 ) -> None:
     """README.md: base model, data, loss and hyper-parameters per stage, metrics when given, usage."""
-    similarity = settings.get("head") == "similarity"
+    head = settings.get("head", "cls")
+    similarity = head in ("similarity", "gated")
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -251,7 +282,7 @@ def write_model_card(
         "",
         "# Cross-encoder re-ranker (rankdistill)",
         "",
-        *_head_description(base_model, similarity),
+        *_head_description(base_model, head),
         "",
         "## Training",
         "",
@@ -272,6 +303,24 @@ def write_model_card(
             lines.append(f"| {key} | {_fmt(value)} |")
         lines.append("")
     mq, mp = settings.get("max_query_length"), settings.get("max_passage_length")
+    if head == "gated":
+        lines += [
+            "## Usage",
+            "",
+            f"The model cuts queries to {mq} and passages to {mp} tokens *separately* itself. Its encoder and head are",
+            "rankdistill's own modules (`rankdistill.gated.GatedTransformer`, `rankdistill.heads.SegmentSimilarity`):",
+            "install rankdistill, then",
+            "",
+            "```python",
+            "from sentence_transformers import CrossEncoder",
+            "",
+            'model = CrossEncoder("PATH", trust_remote_code=True)  # or rankdistill.model.load_cross_encoder("PATH")',
+            "scores = model.predict([(query, passage) for passage in passages])",
+            "```",
+            "",
+        ]
+        (Path(folder) / "README.md").write_text("\n".join(lines), encoding="utf-8")
+        return
     lines += [
         "## Usage",
         "",

@@ -141,9 +141,14 @@ class Batch:
 
 
 class PairEncoder:
-    """Separate truncation of queries and passages, joined by the tokenizer's post-processor."""
+    """Separate truncation of queries and passages, joined by the tokenizer's post-processor.
 
-    def __init__(self, tokenizer, max_query_length: int, max_passage_length: int, max_positions: int | None):
+    ``gated``: the layout of :mod:`rankdistill.gated` instead, each text a sequence of its own
+    (``[CLS] q [SEP] [CLS] p [SEP]``); the type ids then say which is which (1 = query, 2 = passage).
+    """
+
+    def __init__(self, tokenizer, max_query_length: int, max_passage_length: int, max_positions: int | None,
+                 gated: bool = False):
         from tokenizers import Tokenizer
 
         if not getattr(tokenizer, "is_fast", False):
@@ -155,8 +160,13 @@ class PairEncoder:
         self.backend.no_padding()
         self.backend.no_truncation()
         self.post = self.backend.post_processor
-        self.special = self.post.num_special_tokens_to_add(True) if self.post is not None else 0
-        total = max_query_length + max_passage_length + self.special
+        self.gated = gated
+        if gated:  # each half has its own positions: the longer one must fit
+            self.special = self.post.num_special_tokens_to_add(False) if self.post is not None else 0
+            total = max(max_query_length, max_passage_length) + self.special
+        else:
+            self.special = self.post.num_special_tokens_to_add(True) if self.post is not None else 0
+            total = max_query_length + max_passage_length + self.special
         if max_positions is not None and total > max_positions:
             raise RankdistillError(
                 f"max query length {max_query_length} + max passage length {max_passage_length} + {self.special} "
@@ -191,6 +201,13 @@ class PairEncoder:
         penc = self._encode_unique(passages, self.max_passage_length, cut_passages)
         ids: list[list[int]] = []
         types: list[list[int]] = []
+        if self.gated:
+            qids = {q: (self.post.process(e, None, True).ids if self.post is not None else e.ids) for q, e in qenc.items()}
+            pids = {p: (self.post.process(e, None, True).ids if self.post is not None else e.ids) for p, e in penc.items()}
+            for q, p in zip(queries, passages):
+                ids.append(qids[q] + pids[p])
+                types.append([1] * len(qids[q]) + [2] * len(pids[p]))
+            return ids, types
         for q, p in zip(queries, passages):
             if self.post is None:  # a tokenizer without special tokens: plain concatenation
                 ids.append(qenc[q].ids + penc[p].ids)
@@ -255,7 +272,8 @@ class CrossEncoderScorer:
         from transformers import logging as hf_logging
 
         from .backbones import resolve_backbone
-        from .model import has_similarity_head, load_similarity_head, read_truncation
+        from .gated import ATTENTION, position_offset, read_gates
+        from .model import has_similarity_head, is_gated, load_similarity_head, read_truncation
 
         if backend not in BACKENDS:
             raise RankdistillError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -293,6 +311,10 @@ class CrossEncoderScorer:
             )
         # rankdistill's similarity head (rankdistill.heads): the bare encoder, then the head on its token states
         self.head = load_similarity_head(self.model_path) if has_similarity_head(self.model_path) else None
+        # rankdistill's gated encoder (rankdistill.gated): its gates, (layers, heads); None for any other model
+        self.gates = read_gates(self.model_path) if is_gated(self.model_path) else None
+        if self.gates is not None and compile:
+            raise RankdistillError("--compile does not cover the gated head (rankdistill.gated); leave --compile off")
         auto_class = AutoModel if self.head is not None else AutoModelForSequenceClassification
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # we report a fresh head ourselves, in one line
@@ -303,7 +325,7 @@ class CrossEncoderScorer:
                     self.model_path,
                     **({} if self.head is not None else {"num_labels": 1}),
                     dtype=getattr(torch, self.dtype),
-                    attn_implementation="sdpa",
+                    attn_implementation="sdpa" if self.gates is None else ATTENTION,
                     output_loading_info=True,
                 )
         except (OSError, ValueError) as exc:
@@ -330,10 +352,12 @@ class CrossEncoderScorer:
         if self.device == "cpu" and not compile and fast_cpu:
             from .cpu_forward import build_cpu_forward
 
-            self.fast = build_cpu_forward(self.model, pooled=self.head is None, use_types=self._use_types)
+            self.fast = build_cpu_forward(self.model, pooled=self.head is None, use_types=self._use_types, gates=self.gates)
         self.encoder = PairEncoder(
-            self.tokenizer, self.max_query_length, self.max_passage_length, getattr(config, "max_position_embeddings", None)
+            self.tokenizer, self.max_query_length, self.max_passage_length, getattr(config, "max_position_embeddings", None),
+            gated=self.gates is not None,
         )
+        self._offset = position_offset(config)
 
     def score(
         self,
@@ -388,6 +412,8 @@ class CrossEncoderScorer:
         import torch
 
         with torch.inference_mode():  # thread-local: entered in the thread that runs the batch
+            if self.gates is not None:
+                return self._score_gated(batch)
             inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)}
             # no padding: no mask, the faster attention kernel; compiled: always a mask, so one graph serves all
             if self.compiled is not None or not batch.attention_mask.all():
@@ -407,6 +433,25 @@ class CrossEncoderScorer:
                     mask = torch.ones_like(inputs["input_ids"])
                 out = self.head.score(out, inputs["input_ids"], mask)
             return out.float().cpu().numpy()
+
+    def _score_gated(self, batch: Batch) -> np.ndarray:
+        """A batch of the gated layout (type ids = segments: 1 query, 2 passage, 0 padding)."""
+        import torch
+
+        from .gated import masks, positions
+
+        ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
+        segments = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
+        mask = (segments > 0).long()
+        pos = positions(segments, self._offset)
+        gated_masks = masks(segments, self.model.dtype)
+        gates = self.gates.to(self.device)
+        if self.fast is not None:
+            states = self.fast(ids, torch.zeros_like(ids), mask, position_ids=pos, gated=(*gated_masks, gates))
+        else:
+            states = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, token_type_ids=torch.zeros_like(ids),
+                                gated_masks=gated_masks, gates=gates).last_hidden_state
+        return self.head.score(states, ids, mask).float().cpu().numpy()
 
     def token_count(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[int, int]:
         """(real tokens, padded tokens) the batches of these pairs hold: for FLOP counts and padding waste."""

@@ -27,6 +27,7 @@ from .errors import RankdistillError
 LOSSES = ("ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce")
 LossName = Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"]
 REQUIRED_COLUMNS = ("qid", "query", "passage", "target", "position")
+WINDOW_COLUMNS = ("window_first", "window_last")  # written by ``build --pairs compared``
 
 
 class StageOptions(BaseModel):
@@ -40,6 +41,7 @@ class StageOptions(BaseModel):
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     learning_rate: float | None = Field(None, gt=0)
+    gate_learning_rate: float | None = Field(None, ge=0)
     batch_queries: int | None = Field(None, ge=1)
     grad_accum: int | None = Field(None, ge=1)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
@@ -60,7 +62,7 @@ class TrainOptions(StageOptions):
     """All knobs of ``rankdistill train``; the same keys make up the YAML config."""
 
     model: str = "minilm-l6"
-    head: Literal["cls", "similarity"] = "cls"
+    head: Literal["cls", "similarity", "gated"] = "cls"
     output: Path | None = None
     max_query_length: int = Field(32, ge=1)
     max_passage_length: int = Field(256, ge=1)
@@ -81,6 +83,9 @@ STAGE_DEFAULTS: dict[str, Any] = {
     # The paper uses 1e-5 for 10,000 queries x 3 epochs; with tens of queries that barely moves the
     # weights, so the default is the usual cross-encoder fine-tuning rate.
     "learning_rate": 2e-5,
+    # head "gated": Adam moves a parameter by about the learning rate a step, so gates that start shut need a
+    # rate far above the encoder's to open within a few dozen steps (1e-2 opened them to 0.02-0.09 on DL20)
+    "gate_learning_rate": 1e-2,
     "batch_queries": 1,
     "grad_accum": 1,
     "warmup_ratio": 0.1,
@@ -190,8 +195,12 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
         missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
         if missing:
             raise RankdistillError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `rankdistill build`")
-        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
-        table = table.cast(pa.schema([("qid", pa.string()), ("query", pa.string()), ("passage", pa.string()), ("target", pa.float64()), ("position", pa.int64())]))
+        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS) + [c for c in WINDOW_COLUMNS if c in schema.names])
+        for column in WINDOW_COLUMNS:  # sets built before --pairs existed, or with --pairs all
+            if column not in table.column_names:
+                table = table.append_column(column, pa.nulls(table.num_rows, pa.int64()))
+        table = table.cast(pa.schema([("qid", pa.string()), ("query", pa.string()), ("passage", pa.string()), ("target", pa.float64()),
+                                      ("position", pa.int64()), *((c, pa.int64()) for c in WINDOW_COLUMNS)]))
         # lists are keyed by (file, qid): the same query in two files (e.g. two samples) stays two lists
         tables.append(table.append_column("_file", pa.array([file_index] * table.num_rows, pa.int64())))
     frame = pa.concat_tables(tables).to_pandas()
@@ -207,12 +216,21 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
     keys = list(zip(frame["_file"], frame["qid"]))
     order = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     frame = frame.assign(_q=[order[key] for key in keys]).sort_values(["_q", "position"], kind="stable")
+    # a set built with --pairs compared: each label is (target, first window, last window), -1 = no window
+    compared = bool(frame["window_first"].notna().any())
     rows = {"query": [], "docs": [], "labels": []}
     for _, group in frame.groupby("_q", sort=True):
         rows["query"].append(group["query"].iloc[0])
         rows["docs"].append(group["passage"].tolist())
-        rows["labels"].append(group["target"].astype(float).tolist())
-    stats = {"queries": len(rows["query"]), "pairs": int(len(frame)), "max_list": max(map(len, rows["docs"]))}
+        targets = group["target"].astype(float).tolist()
+        if compared:
+            first = group["window_first"].fillna(-1).astype(float).tolist()
+            last = group["window_last"].fillna(-1).astype(float).tolist()
+            rows["labels"].append([list(t) for t in zip(targets, first, last)])
+        else:
+            rows["labels"].append(targets)
+    stats = {"queries": len(rows["query"]), "pairs": int(len(frame)), "max_list": max(map(len, rows["docs"])),
+             "teacher_pairs": "compared" if compared else "all"}
     return Dataset.from_dict(rows), stats
 
 
@@ -259,6 +277,28 @@ def _bf16(flag: bool | str | None) -> bool:
     return bool(flag)
 
 
+def _trainer_class():
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
+
+    class Trainer(CrossEncoderTrainer):
+        """CrossEncoderTrainer whose optimizer gives the gated head's gates their own rate, without weight decay."""
+
+        gate_learning_rate = 0.0
+
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            gates = [p for n, p in (model or self.model).named_parameters() if n.endswith(".gates") and p.requires_grad]
+            if gates and not any(g.get("rankdistill_gates") for g in optimizer.param_groups):
+                ids = {id(p) for p in gates}
+                for group in optimizer.param_groups:
+                    group["params"] = [p for p in group["params"] if id(p) not in ids]
+                optimizer.add_param_group({"params": gates, "lr": self.gate_learning_rate, "weight_decay": 0.0,
+                                           "rankdistill_gates": True})
+            return optimizer
+
+    return Trainer
+
+
 def _train_stage(
     index: int,
     stage: dict[str, Any],
@@ -270,7 +310,7 @@ def _train_stage(
 ) -> tuple[Path, dict[str, Any]]:
     """One stage: build the model from ``start_model``, train, save to ``work/stage-<i>/model``."""
     import torch
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
     from .model import build_cross_encoder, write_truncation
 
@@ -281,6 +321,11 @@ def _train_stage(
         seed=stage["seed"], head=opts.head,
     )
     dataset, stats = load_listwise(stage["data"], model.tokenizer, opts.max_query_length, opts.max_passage_length)
+    if stats["teacher_pairs"] == "compared" and stage["loss"] != "ranknet":
+        raise RankdistillError(
+            f"{stage['data'][0]}: built with --pairs compared, which only the pairwise ranknet loss can use (the stage's "
+            f"loss is {stage['loss']}); use loss ranknet, or rebuild the set with --pairs all"
+        )
     loss = make_loss(stage["loss"], model, stage["loss_kwargs"])
     per_epoch = math.ceil(stats["queries"] / stage["batch_queries"] / stage["grad_accum"])
     args = CrossEncoderTrainingArguments(
@@ -307,7 +352,8 @@ def _train_stage(
         dataloader_drop_last=False,
         remove_unused_columns=False,
     )
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
+    trainer.gate_learning_rate = stage["gate_learning_rate"]
     checkpoint = _last_checkpoint(stage_dir) if resume else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -348,6 +394,7 @@ def train(
     epochs: float | None = None,
     max_steps: int | None = None,
     learning_rate: float | None = None,
+    gate_learning_rate: float | None = None,
     batch_queries: int | None = None,
     grad_accum: int | None = None,
     max_query_length: int = 32,
@@ -369,8 +416,10 @@ def train(
 
     ``data``: parquet file(s) from ``rankdistill build`` (one row per query-candidate, grouped by qid,
     ``target`` higher = better). ``model``: a short name (``minilm-l6``), a model folder or a hub id.
-    ``head``: ``cls`` (default; the architecture's classification head) or ``similarity`` (scaled cosine of
-    the query's and passage's mean tokens, :mod:`rankdistill.heads`: for bi-encoder checkpoints and few queries).
+    ``head``: ``cls`` (default; the architecture's classification head), ``similarity`` (scaled cosine of
+    the query's and passage's mean tokens, :mod:`rankdistill.heads`) or ``gated`` (that head on an encoder whose
+    cross-attention starts shut, :mod:`rankdistill.gated`: the untrained model is the backbone's bi-encoder; for
+    bi-encoder checkpoints and few queries). ``gate_learning_rate``: the gated head's gates' rate.
     ``loss``: one of :data:`LOSSES` (default ranknet, the paper's distillation loss). Defaults of the
     ``None`` knobs are in :data:`STAGE_DEFAULTS`. ``stages``: a list of dicts with the per-stage keys of
     :class:`StageOptions` (``data``, ``loss``, ``epochs`` ...); stage i+1 starts from stage i's weights —
@@ -383,7 +432,8 @@ def train(
         k: v
         for k, v in dict(
             data=data, model=model, output=output, head=head, loss=loss, loss_kwargs=loss_kwargs, epochs=epochs,
-            max_steps=max_steps, learning_rate=learning_rate, batch_queries=batch_queries, grad_accum=grad_accum,
+            max_steps=max_steps, learning_rate=learning_rate, gate_learning_rate=gate_learning_rate,
+            batch_queries=batch_queries, grad_accum=grad_accum,
             max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
             weight_decay=weight_decay, seed=seed, bf16=bf16, resume=resume, overwrite=overwrite,
             save_steps=save_steps, logging_steps=logging_steps, keep_checkpoints=keep_checkpoints,
@@ -397,7 +447,7 @@ def train(
 def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Path:
     """Run all stages of validated options (the CLI and :func:`train` both end here)."""
     from .backbones import backbone_source, resolve_backbone
-    from .model import has_similarity_head, write_model_card, write_truncation
+    from .model import head_name, write_model_card, write_truncation
 
     if opts.output is None:
         raise RankdistillError("key 'output': give the folder to save the model in (--output)")
@@ -433,7 +483,7 @@ def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Pat
     last = Path(current)
     settings = {
         "base_model": backbone_source(opts.model),
-        "head": "similarity" if has_similarity_head(last) else "cls",
+        "head": head_name(last),
         "max_query_length": opts.max_query_length,
         "max_passage_length": opts.max_passage_length,
         "max_seq_length": json.loads((last / "tokenizer_config.json").read_text()).get("model_max_length"),

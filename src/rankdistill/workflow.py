@@ -210,10 +210,11 @@ def _subset_run(path: Path, qids: list[str] | None, out: Path) -> Path:
 
 def _train_cfg(s: TrainStageConfig) -> dict[str, Any]:
     """The stage's ``train()`` keyword arguments (also its fingerprint: empty new keys are left out)."""
-    skip = {"name", "targets", "sampling", "depth", "sample_size", "cross_negatives", "data", "loss_options"}
+    skip = {"name", "targets", "sampling", "depth", "sample_size", "cross_negatives", "pairs", "data", "loss_options"}
     cfg = {k: v for k, v in _dump(s).items() if k not in skip}
-    if cfg.get("bf16") is None:  # unset: train() decides (and older fingerprints stay valid)
-        cfg.pop("bf16", None)
+    for key in ("bf16", "gate_learning_rate"):  # unset: train() decides (and older fingerprints stay valid)
+        if cfg.get(key) is None:
+            cfg.pop(key, None)
     if s.loss_options:
         cfg["loss_kwargs"] = dict(s.loss_options)
     return cfg
@@ -248,8 +249,13 @@ def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: st
     return out
 
 
-def _build_cfg(s: TrainStageConfig) -> dict[str, Any]:
-    return {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size", "cross_negatives")}
+def _build_cfg(s: TrainStageConfig, teacher: TeacherConfig | None) -> dict[str, Any]:
+    """The stage's ``build()`` keyword arguments; ``pairs: compared`` replays the teacher's own windows."""
+    cfg = {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size", "cross_negatives")}
+    if s.pairs == "compared" and teacher is not None:  # (validated by the config; absent otherwise: old fingerprints hold)
+        cfg.update(pairs="compared", teacher_window=teacher.window, teacher_stride=teacher.stride,
+                   teacher_depth=teacher.depth)
+    return cfg
 
 
 def _stage_data(r: _Runner, s: TrainStageConfig, excluded: set[str]) -> Path:
@@ -276,7 +282,7 @@ def _stage_data(r: _Runner, s: TrainStageConfig, excluded: set[str]) -> Path:
         fs = _subset_run(fs, kept, folder / "first-stage.kept.run")
     teacher = _teacher(r, s.name, dcfg.dataset, fs, dcfg.teacher, folder=folder / "teacher")
     data = folder / "data.parquet"
-    build_cfg = _build_cfg(s)
+    build_cfg = _build_cfg(s, dcfg.teacher)
     inputs = [p for p in (fs, teacher) if p is not None]
     stage = Stage(f"build:{s.name}", "build", {"dataset": dcfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data])
 
@@ -332,7 +338,7 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
             data = _stage_data(r, s, excluded)
         else:
             data = folder / f"{s.name}.parquet"
-            build_cfg = _build_cfg(s)
+            build_cfg = _build_cfg(s, cfg.teacher)
             inputs = [p for p in (fs_run, teacher_run) if p is not None]
             build_stage = Stage(
                 f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]
@@ -404,14 +410,16 @@ def _zero_shot(r: _Runner, name: str, dataset: str, first_stage: Path, qids: lis
     fs_run = first_stage if r.dry_run or qids is None else _subset_run(first_stage, qids, folder / "first-stage.run")
     out = folder / "teacher.run"
     model = r.config.train.model
+    # the student's passage budget: the baseline reads what the student reads (and the gated head's step 0 is it)
+    max_length = r.config.train.stages[-1].max_passage_length
     stage = Stage(f"teach:zero-shot:{name}", "teach", {"dataset": dataset, "model": model, "depth": ev.depth,
-                                                        "backend": "embedding"}, [fs_run], [out])
+                                                        "backend": "embedding", "max_length": max_length}, [fs_run], [out])
 
     def action():
         from .teacher.teach import teach
 
         return dict(teach(fs_run, dataset=dataset, output=folder, backend="embedding", model=model,
-                          depth=ev.depth, tag="zero-shot").stats)
+                          depth=ev.depth, tag="zero-shot", backend_options={"max_length": max_length}).stats)
 
     r.run(stage, action)
     return out

@@ -20,6 +20,9 @@ HELP = (
     "relevant passage there are skipped and counted).\n\n"
     "Targets (higher = better): rank = d - rank + 1 (0 when unranked); score = the ranking's score; "
     "relevance = qrels grade (unjudged = 0).\n\n"
+    "Pairs: compared keeps, for a pairwise loss (ranknet), only the pairs the sliding-window teacher saw in one "
+    "window (replayed from the first-stage run with --teacher-window/--teacher-stride/--teacher-depth); all = every "
+    "ordered pair of the targets.\n\n"
     "--config FILE.yaml sets the same options (keys are the option names, with '-' or '_'; relative paths are "
     "relative to the YAML file); flags given on the command line win over the file."
 )
@@ -43,6 +46,10 @@ def build_command(
     negatives: Annotated[str, typer.Option("--negatives", help="first-stage | teacher: the run single-relevant draws its hard negatives from.")] = "first-stage",
     relevant_grade: Annotated[int, typer.Option("--relevant-grade", help="Lowest qrels grade counted as relevant by single-relevant.")] = 1,
     cross_negatives: Annotated[int, typer.Option("--cross-negatives", help="Add N passages of other queries to each list, below its own candidates, so the student must read the query.")] = 0,
+    pairs: Annotated[str, typer.Option("--pairs", help="all | compared: every ordered pair, or only those the sliding-window teacher compared.")] = "all",
+    teacher_window: Annotated[int, typer.Option("--teacher-window", help="--pairs compared: the teacher's window size.")] = 20,
+    teacher_stride: Annotated[int, typer.Option("--teacher-stride", help="--pairs compared: the teacher's stride.")] = 10,
+    teacher_depth: Annotated[int, typer.Option("--teacher-depth", help="--pairs compared: first-stage candidates the teacher ranked.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed; each query's generator derives from it and the query id.")] = 0,
     qids: Annotated[Optional[str], typer.Option("--qids", help="Only these queries: comma-separated ids, or a file with one id a line.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of these options; explicit flags win.")] = None,
@@ -57,7 +64,8 @@ def build_command(
         output=output, teacher_run=teacher_run, first_stage_run=first_stage_run, qrels=qrels, dataset=dataset,
         queries=queries, corpus=corpus, split=split, fix_encoding=fix_encoding, depth=depth, sample_size=sample_size,
         sampling=sampling, targets=targets, negatives=negatives, relevant_grade=relevant_grade,
-        cross_negatives=cross_negatives, seed=seed, qids=qids,
+        cross_negatives=cross_negatives, pairs=pairs, teacher_window=teacher_window, teacher_stride=teacher_stride,
+        teacher_depth=teacher_depth, seed=seed, qids=qids,
     )
     values: dict[str, Any] = _read_yaml(config) if config else {}
     for name, value in flags.items():

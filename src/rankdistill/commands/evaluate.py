@@ -40,6 +40,10 @@ def evaluate_command(
         Optional[Path], typer.Option("--candidates", help="Run whose top --depth the --zero-shot model re-ranks (default: the baseline, else the first run).")
     ] = None,
     depth: Annotated[int, typer.Option("--depth", "-k", help="Candidates per query for --zero-shot.")] = 100,
+    zero_shot_max_length: Annotated[
+        Optional[int], typer.Option("--zero-shot-max-length", help="Tokens of each text the --zero-shot model reads "
+                                    "(give the student's passage budget; default: the model's own limit).")
+    ] = None,
 ) -> None:
     """Evaluate runs on the qrels' queries (missing queries count 0, as trec_eval -c)."""
     from ..evaluation import DEFAULT_MEASURES, evaluate, rich_table
@@ -47,7 +51,7 @@ def evaluate_command(
     result = evaluate(
         runs, dataset=dataset, qrels=qrels, measures=tuple(measure) if measure else DEFAULT_MEASURES, rel=rel,
         baseline=baseline, test=test, alpha=alpha, per_query=per_query, output=output, split=split,
-        zero_shot=zero_shot, candidates=candidates, depth=depth,
+        zero_shot=zero_shot, candidates=candidates, depth=depth, zero_shot_max_length=zero_shot_max_length,
     )
     out = Console()
     err = Console(stderr=True)

@@ -41,9 +41,10 @@ def train_command(
         Optional[str],
         typer.Option(
             "--head",
-            help="Scoring head: cls (the architecture's classification head on [CLS]) or similarity (scaled cosine of "
-            "the query's and the passage's mean tokens; starts from what a bi-encoder backbone already knows, for "
-            "few training queries). (default: cls)",
+            help="Scoring head: cls (the architecture's classification head on [CLS]), similarity (scaled cosine of "
+            "the query's and the passage's mean tokens) or gated (that cosine over [CLS] q [SEP] [CLS] p [SEP] with "
+            "cross-attention behind gates that start shut: the untrained model is the backbone's bi-encoder; for "
+            "bi-encoder backbones and few training queries). (default: cls)",
         ),
     ] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss: {LOSS_HELP} (default: ranknet)")] = None,
@@ -57,6 +58,9 @@ def train_command(
     learning_rate: Annotated[
         Optional[float],
         typer.Option("--learning-rate", "--lr", help="Peak AdamW learning rate (paper: 1e-5 on 10k queries). (default: 2e-5)"),
+    ] = None,
+    gate_learning_rate: Annotated[
+        Optional[float], typer.Option("--gate-learning-rate", help="--head gated: the gates' learning rate. (default: 1e-2)")
     ] = None,
     batch_queries: Annotated[
         Optional[int], typer.Option("--batch-queries", help="Queries (whole lists) per device batch. (default: 1)")
@@ -101,8 +105,8 @@ def train_command(
     values: dict[str, Any] = load_config(config) if config is not None else {}
     flags = dict(
         data=[str(p) for p in data] if data else None, output=output, model=model, head=head, loss=loss, epochs=epochs,
-        max_steps=max_steps, learning_rate=learning_rate, batch_queries=batch_queries, grad_accum=grad_accum,
-        max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
+        max_steps=max_steps, learning_rate=learning_rate, gate_learning_rate=gate_learning_rate,
+        batch_queries=batch_queries, grad_accum=grad_accum, max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
         weight_decay=weight_decay, seed=seed, bf16=bf16, save_steps=save_steps, logging_steps=logging_steps,
         resume=resume, overwrite=overwrite, keep_checkpoints=keep_checkpoints,
     )

@@ -71,14 +71,21 @@ def teach_embedding(
     depth: int,
     batch_size: int = 64,
     device: str | None = None,
+    max_length: int | None = None,
     tag: str | None = None,
     progress: bool = True,
 ) -> tuple[Run, dict[str, Any], Path, Path]:
-    """Score each query's top-``depth`` candidates by cosine; write ``teacher.run`` and ``stats.json``."""
+    """Score each query's top-``depth`` candidates by cosine; write ``teacher.run`` and ``stats.json``.
+
+    ``max_length``: cut each text to this many tokens, special tokens not counted (the model's own limit
+    otherwise), e.g. a student's passage budget, so the baseline reads what the student reads.
+    """
     from rankdistill.teacher.teach import RUN_NAME, STATS_NAME
 
     started = time.perf_counter()
     encoder = load_bi_encoder(model, device)
+    if max_length is not None:
+        encoder.max_seq_length = int(max_length) + encoder.tokenizer.num_special_tokens_to_add(False)
     qids = list(first_stage)
     tops = {qid: [d for d, _ in first_stage[qid][:depth]] for qid in qids}
     unique = list(dict.fromkeys(d for qid in qids for d in tops[qid]))
@@ -101,7 +108,8 @@ def teach_embedding(
     run_path = write_run(teacher_run, output / RUN_NAME, tag or "teacher-embedding")
     seconds = time.perf_counter() - started
     stats = {
-        "backend": "embedding", "model": model, "depth": depth, "queries": len(qids), "pairs": pairs,
+        "backend": "embedding", "model": model, "depth": depth, "max_seq_length": encoder.max_seq_length,
+        "queries": len(qids), "pairs": pairs,
         "unique_passages": len(unique), "seconds": round(seconds, 3),
         "pairs_per_s": round(pairs / seconds, 3) if seconds > 0 else None, "wall_time_s": round(seconds, 3),
     }

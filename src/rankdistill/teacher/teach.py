@@ -29,6 +29,7 @@ from rankdistill.teacher.backends.base import Backend, Generation
 from rankdistill.teacher.cache import TeacherCache
 from rankdistill.teacher.parse import format_permutation, parse_permutation
 from rankdistill.teacher.prompts import TEMPLATES, Prompt, build_prompt
+from rankdistill.teacher.windows import window_spans
 
 RUN_NAME = "teacher.run"
 STATS_NAME = "stats.json"
@@ -43,22 +44,6 @@ class TeachResult:
     stats_path: Path
     run: Run = field(repr=False)
     stats: dict[str, Any] = field(repr=False)
-
-
-def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """Half-open slices of a list of ``n`` candidates in processing order, bottom first (rank_llm's loop).
-
-    The last (top) window may be shorter when ``n - window`` is not a multiple of ``stride``; a window that
-    would only repeat the previous one's top part is not made. ``n <= window`` gives one window.
-    """
-    spans: list[tuple[int, int]] = []
-    end, start = n, n - window
-    while end > 0 and start + stride != 0:
-        start = max(start, 0)
-        spans.append((start, end))
-        end -= stride
-        start -= stride
-    return spans
 
 
 @dataclass
@@ -301,12 +286,14 @@ def _teach_embedding(first_stage: Run, collection: Collection, *, output: Path, 
         )
     if model is None:
         raise RankdistillError("--backend embedding needs --model (a sentence-transformers model: minilm-l6, a folder or hub id)")
-    unknown = sorted(set(options) - {"batch_size", "device"})
+    unknown = sorted(set(options) - {"batch_size", "device", "max_length"})
     if unknown:
-        raise RankdistillError(f"--backend embedding: options {', '.join(unknown)} do not apply (it takes batch_size, device)")
+        raise RankdistillError(
+            f"--backend embedding: options {', '.join(unknown)} do not apply (it takes batch_size, device, max_length)"
+        )
     run, stats, run_path, stats_path = teach_embedding(
         first_stage, collection, output=output, model=model, depth=depth, tag=tag, progress=progress,
-        batch_size=options.get("batch_size") or 64, device=options.get("device"),
+        batch_size=options.get("batch_size") or 64, device=options.get("device"), max_length=options.get("max_length"),
     )
     return TeachResult(run_path=run_path, stats_path=stats_path, run=run, stats=stats)
 
