@@ -23,7 +23,7 @@ def _tsv(path: Path) -> dict[str, str]:
 
 def dl20_pairs(limit: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(qid, docid) and (query, passage) of the DL20 BM25 top-100 (5,400 pairs), in run order."""
-    from rankdistill.runs import read_run
+    from rankdistill.data.trec import read_run
 
     queries, passages = _tsv(DL20 / "queries.tsv"), _tsv(DL20 / "passages.tsv")
     run = read_run(DL20 / "bm25-top100.run")
@@ -42,7 +42,7 @@ def minilm_cross_encoder(folder: Path, seed: int = 0) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers import logging as hf_logging
 
-    from rankdistill.backbones import resolve_backbone
+    from rankdistill.modeling.backbones import resolve_backbone
 
     src = resolve_backbone("minilm-l6")
     hf_logging.set_verbosity_error()

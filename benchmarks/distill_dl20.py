@@ -13,7 +13,7 @@ tau 1 put almost all mass on the top passage), ``adr-mse`` — all three on the 
 ``lce`` on qrels: ``single-relevant`` lists (one passage of grade >= 2 + 7 BM25 hard negatives), three
 samples per query (seeds 0-2) so it sees about as many pairs as the distillation runs.
 
-Scoring uses ``CrossEncoder.predict`` on texts cut with ``rankdistill.model.truncate_pairs`` (the same
+Scoring uses ``CrossEncoder.predict`` on texts cut with ``rankdistill.modeling.cross_encoder.truncate_pairs`` (the same
 separate query/passage truncation as training). Every finished fold is kept (model, run), so a rerun
 skips what is done. Wall and CPU times are measured per training and per re-ranking.
 """
@@ -62,11 +62,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from rankdistill.distillset import build
-    from rankdistill.collection import load_collection
-    from rankdistill.model import load_cross_encoder, truncate_pairs
-    from rankdistill.runs import read_qrels, read_run, write_run
-    from rankdistill.training import train
+    from rankdistill.distillation.builder import build
+    from rankdistill.data.collection import load_collection
+    from rankdistill.modeling.cross_encoder import load_cross_encoder, truncate_pairs
+    from rankdistill.data.trec import read_qrels, read_run, write_run
+    from rankdistill.training.trainer import train
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

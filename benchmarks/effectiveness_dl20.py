@@ -42,7 +42,7 @@ def _cpu_seconds() -> float:
 
 def _config(path: Path, out: Path, epochs: float):
     """The config of ``path`` (its relative paths resolved against it) writing into ``out``, at ``epochs``."""
-    from rankdistill.config import load_config
+    from rankdistill.workflow.config import load_config
 
     config = load_config(path)
     if epochs:
@@ -87,9 +87,9 @@ def main() -> None:
         shutil.rmtree(args.out)
 
     import ir_measures
-    from rankdistill.runs import read_qrels, read_run
-    from rankdistill.significance import paired_p_value
-    from rankdistill.workflow import pipeline
+    from rankdistill.data.trec import read_qrels, read_run
+    from rankdistill.evaluation.significance import paired_p_value
+    from rankdistill.workflow.runner import pipeline
 
     config = _config(args.config, args.out, args.epochs)
     if not config.evaluate.cross_validation or not config.evaluate.zero_shot:

@@ -61,7 +61,7 @@ def worker(spec: dict) -> dict:
             out[f"matmul_gflops_{name}"] = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
         return out
     if spec["kind"] == "rankdistill":
-        from rankdistill.scoring import CrossEncoderScorer
+        from rankdistill.reranking.scorer import CrossEncoderScorer
 
         # explicit 32/256 budgets (not a model's stored ones), so both sides see the same, uncut pairs
         scorer = CrossEncoderScorer(spec["model"], dtype=spec["dtype"], device="cpu", batch_tokens=spec.get("batch_tokens"),
@@ -81,8 +81,8 @@ def worker(spec: dict) -> dict:
         if first_pass is not None:
             extra.update(first_pass_seconds=first_pass, first_pass_pairs_per_s=len(queries) / first_pass)
     else:
-        from rankdistill.backbones import resolve_backbone
-        from rankdistill.model import load_cross_encoder
+        from rankdistill.modeling.backbones import resolve_backbone
+        from rankdistill.modeling.cross_encoder import load_cross_encoder
 
         # the same CrossEncoder either way; load_cross_encoder also admits rankdistill's similarity head
         ce = load_cross_encoder(resolve_backbone(spec["model"]), activation_fn=torch.nn.Identity(), device="cpu", max_length=512)
@@ -103,7 +103,7 @@ def profile(args) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from rankdistill.scoring import CrossEncoderScorer
+    from rankdistill.reranking.scorer import CrossEncoderScorer
 
     model = args.model or str(minilm_cross_encoder(Path(tempfile.mkdtemp(prefix="rerank-prof-")) / "minilm-untrained-head"))
     _, pairs = dl20_pairs(args.limit or 400)
@@ -133,7 +133,7 @@ def _run_worker(spec: dict) -> dict:
 def ndcg10(ids, scores, qrels) -> float:
     import ir_measures
 
-    from rankdistill.runs import run_from_scores
+    from rankdistill.data.trec import run_from_scores
 
     by_q: dict[str, dict[str, float]] = {}
     for (qid, docid), s in zip(ids, scores):
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--compiled", default="bfloat16", help="dtypes to also run with --compile ('' = none)")
     parser.add_argument("--hf-forward", default="bfloat16",
-                        help="dtypes to also run with the Hugging Face forward instead of rankdistill.cpu_forward ('' = none)")
+                        help="dtypes to also run with the Hugging Face forward instead of rankdistill.reranking.cpu_forward ('' = none)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--profile", choices=["float32", "bfloat16", "float16"], help="only profile rankdistill scoring in this dtype (torch.profiler)")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "rerank_throughput.json")
@@ -169,7 +169,7 @@ def main() -> None:
     import numpy as np
     from transformers import AutoConfig, AutoTokenizer
 
-    from rankdistill.runs import read_qrels
+    from rankdistill.data.trec import read_qrels
 
     work = Path(tempfile.mkdtemp(prefix="rerank-bench-"))
     model = args.model or str(minilm_cross_encoder(work / "minilm-untrained-head"))

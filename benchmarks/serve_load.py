@@ -46,7 +46,7 @@ def rerank_worker(spec: dict) -> dict:
     """In a fresh process: rerank's engine on every pair of the requests, after a warm-up."""
     import numpy as np
 
-    from rankdistill.scoring import CrossEncoderScorer
+    from rankdistill.reranking.scorer import CrossEncoderScorer
 
     requests = _requests(spec["limit"])
     queries = [r["query"] for r in requests for _ in r["documents"]]

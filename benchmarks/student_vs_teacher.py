@@ -6,7 +6,7 @@ Two parts:
    realistic) on real DL20 queries and their BM25 top-100. The teacher runs the real sliding window
    (window 20, stride 10, bottom to top: 9 windows), each window a RankVicuna prompt prefilled and 80 tokens
    decoded greedily (forced length: a random model has no reason to stop); the student scores 100 pairs
-   with ``rankdistill.scoring``. Tiny models measure the *structure* of the work (tokens, sequential
+   with ``rankdistill.reranking.scorer``. Tiny models measure the *structure* of the work (tokens, sequential
    decoding, nine dependent windows), not paper-scale speed.
 2. Analytic FLOPs at paper scale (ELECTRA-base/large vs a 7B listwise LLM), with every assumption printed.
 
@@ -36,7 +36,7 @@ def tiny_models(folder: Path, hidden: int, layers: int, heads: int, seed: int = 
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
-    from rankdistill.backbones import resolve_backbone
+    from rankdistill.modeling.backbones import resolve_backbone
 
     tok = AutoTokenizer.from_pretrained(resolve_backbone("minilm-l6"))
     common = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden)
@@ -55,9 +55,9 @@ def measured(n_queries: int, hidden: int, layers: int, heads: int, threads: int)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rankdistill.collection import load_collection
-    from rankdistill.runs import read_run
-    from rankdistill.scoring import CrossEncoderScorer
+    from rankdistill.data.collection import load_collection
+    from rankdistill.data.trec import read_run
+    from rankdistill.reranking.scorer import CrossEncoderScorer
     from rankdistill.teacher.parse import parse_permutation
     from rankdistill.teacher.prompts import build_prompt
     from rankdistill.teacher.teach import window_spans
@@ -161,7 +161,7 @@ def prompt_tokens_from_records() -> tuple[float, str]:
     """Mean tokens of the 54 recorded RankVicuna 20-passage prompts, counted with MiniLM's WordPiece tokenizer."""
     from transformers import AutoTokenizer
 
-    from rankdistill.backbones import resolve_backbone
+    from rankdistill.modeling.backbones import resolve_backbone
 
     records = json.loads((DL20 / "llm-responses-rankvicuna-dl20-top20.json").read_text(encoding="utf-8"))
     tok = AutoTokenizer.from_pretrained(resolve_backbone("minilm-l6"))

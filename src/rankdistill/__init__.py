@@ -8,28 +8,33 @@ from __future__ import annotations
 
 import importlib
 
+from rankdistill.util import moved as _moved
+
+_moved.install()
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _API = {
-    "load_collection": "collection",
-    "Collection": "collection",
-    "read_run": "runs",
-    "write_run": "runs",
-    "read_qrels": "runs",
-    "write_qrels": "runs",
+    "load_collection": "data.collection",
+    "Collection": "data.collection",
+    "read_run": "data.trec",
+    "write_run": "data.trec",
+    "read_qrels": "data.trec",
+    "write_qrels": "data.trec",
     "RankdistillError": "errors",
     "retrieve": "bm25",
     "BM25Index": "bm25",
-    "evaluate": "evaluation",
     "teach": "teacher.teach",
-    "build": "distillset",
-    "make_loss": "losses",
-    "train": "training",
-    "rerank": "reranking",
-    "pipeline": "workflow",
-    "serve": "serving",
-    "export": "exporting",
+    "build": "distillation.builder",
+    "make_loss": "training.losses",
+    "train": "training.trainer",
+    "load_cross_encoder": "modeling.cross_encoder",
+    "rerank": "reranking.reranker",
+    "evaluate": "evaluation.metrics",
+    "pipeline": "workflow.runner",
+    "serve": "serving.app",
+    "export": "serving.onnx",
 }
 
 __all__ = sorted(_API)

@@ -1,3 +1,3 @@
-from .cli import main
+from rankdistill.cli import main
 
 main()

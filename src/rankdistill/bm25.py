@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RankdistillError
-from .fileio import atomic_write
-from .runs import Run, write_run
+from rankdistill.errors import RankdistillError
+from rankdistill.util.files import atomic_write
+from rankdistill.data.trec import Run, write_run
 
 INDEX_FORMAT = 1
 META_NAME = "rankdistill-index.json"
@@ -79,7 +79,7 @@ def corpus_identity(corpus) -> str:
 
 def default_index_dir(identity: str, *, k1: float, b: float, method: str, stemmer: str) -> Path:
     """``cache_dir()/bm25/<hash>``: one folder per corpus and parameter set."""
-    from .collection import cache_dir
+    from rankdistill.data.collection import cache_dir
 
     key = json.dumps([identity, k1, b, method, stemmer, "en", INDEX_FORMAT])
     return cache_dir() / "bm25" / hashlib.sha1(key.encode()).hexdigest()[:16]
@@ -125,7 +125,7 @@ class BM25Index:
         """
         import bm25s
 
-        from .progress import console, make_progress
+        from rankdistill.util.progress import console, make_progress
 
         if method not in METHODS:
             raise RankdistillError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
@@ -268,7 +268,7 @@ class BM25Index:
 
     def search(self, queries: Mapping[str, str], k: int = 1000, show_progress: bool = True) -> Run:
         """Search every query; queries with no searchable term get an empty list and one warning."""
-        from .progress import track
+        from rankdistill.util.progress import track
 
         run: Run = {}
         empty: list[str] = []
@@ -328,8 +328,8 @@ def retrieve(
     memory-mapped afterwards. ``queries`` may be a file or a ``{qid: text}`` mapping. k1=0.9, b=0.4 are
     Anserini's defaults.
     """
-    from .collection import load_collection
-    from .progress import console
+    from rankdistill.data.collection import load_collection
+    from rankdistill.util.progress import console
 
     if k < 1:
         raise RankdistillError(f"k must be at least 1, not {k}")

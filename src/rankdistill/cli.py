@@ -9,7 +9,7 @@ import sys
 import typer
 from rich.console import Console
 
-from .errors import RankdistillError
+from rankdistill.errors import RankdistillError
 
 app = typer.Typer(
     name="rankdistill",

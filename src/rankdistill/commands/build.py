@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
+from rankdistill.commands._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
 
 HELP = (
     "Write a distillation set (parquet): per query, candidates sampled from a ranking, with the student's targets.\n\n"
@@ -58,7 +58,7 @@ def build_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..distillset import BuildConfig, build_from_config, describe_counts, describe_validation_error, read_metadata
+    from rankdistill.distillation.builder import BuildConfig, build_from_config, describe_counts, describe_validation_error, read_metadata
 
     flags = dict(
         output=output, teacher_run=teacher_run, first_stage_run=first_stage_run, qrels=qrels, dataset=dataset,
@@ -86,7 +86,7 @@ def build_command(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    from ..config import read_yaml_mapping
+    from rankdistill.util.config import read_yaml_mapping
 
     values = read_yaml_mapping(path)
     base = path.parent

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._common import DatasetOpt, QrelsOpt, SplitOpt
+from rankdistill.commands._common import DatasetOpt, QrelsOpt, SplitOpt
 
 BINARY_HINT = "RR", "R", "AP", "P", "SetP", "SetR", "SetF", "Success", "infAP", "Rprec", "NumRel", "NumRelRet"
 
@@ -46,7 +46,7 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate runs on the qrels' queries (missing queries count 0, as trec_eval -c)."""
-    from ..evaluation import DEFAULT_MEASURES, evaluate, rich_table
+    from rankdistill.evaluation.metrics import DEFAULT_MEASURES, evaluate, rich_table
 
     result = evaluate(
         runs, dataset=dataset, qrels=qrels, measures=tuple(measure) if measure else DEFAULT_MEASURES, rel=rel,

@@ -16,7 +16,7 @@ def export_command(
     """Export a cross-encoder to ONNX; the graph is checked against torch with ONNX Runtime."""
     from rich.console import Console
 
-    from ..exporting import ONNX_FILE, export, export_report
+    from rankdistill.serving.onnx import ONNX_FILE, export, export_report
 
     folder = export(model, onnx=onnx, opset=opset)
     diff = export_report(folder)["max_abs_diff_vs_torch"]

@@ -17,7 +17,7 @@ def pipeline_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the stages without running them.")] = False,
 ) -> None:
     """Run retrieve, teach, build, train, rerank and evaluate as configured; up-to-date stages are skipped."""
-    from ..workflow import pipeline, print_summary
+    from rankdistill.workflow.runner import pipeline, print_summary
 
     print_summary(pipeline(config, from_stage=from_stage, dry_run=dry_run))
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QueriesOpt, warnings_to_stderr
+from rankdistill.commands._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QueriesOpt, warnings_to_stderr
 
 
 def rerank_command(
@@ -35,7 +35,7 @@ def rerank_command(
     """Re-rank RUN's top-k with a cross-encoder. Shard with: torchrun --standalone --nproc-per-node N -m rankdistill -- rerank ..."""
     from rich.console import Console
 
-    from ..reranking import rerank
+    from rankdistill.reranking.reranker import rerank
 
     err = Console(stderr=True)
     warnings_to_stderr()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QueriesOpt, SplitOpt
+from rankdistill.commands._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QueriesOpt, SplitOpt
 
 
 def retrieve_command(
@@ -30,7 +30,7 @@ def retrieve_command(
     tag: Annotated[str, typer.Option("--tag", help="Run tag (last column).")] = "bm25",
 ) -> None:
     """BM25 retrieval: build the index once (then memory-map it) and write the top-k run."""
-    from ..bm25 import retrieve
+    from rankdistill.bm25 import retrieve
 
     err = Console(stderr=True)
     with warnings.catch_warnings(record=True) as caught:

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..serving import API_KEY_ENV, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_DOCUMENTS, DEFAULT_MAX_WAIT_MS
-from ._common import warnings_to_stderr
+from rankdistill.serving.app import API_KEY_ENV, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_DOCUMENTS, DEFAULT_MAX_WAIT_MS
+from rankdistill.commands._common import warnings_to_stderr
 
 
 def serve_command(
@@ -27,7 +27,7 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve a cross-encoder over HTTP: POST /v1/rerank (and /rerank), GET /health, GET /v1/models."""
-    from ..serving import serve
+    from rankdistill.serving.app import serve
 
     warnings_to_stderr()
     serve(

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
+from rankdistill.commands._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
 
 
 def teach_command(
@@ -55,7 +55,7 @@ def teach_command(
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default teacher-<prompt>).")] = None,
 ) -> None:
     """Re-rank a run's top candidates with a listwise LLM; resumable (rerun the same command to continue)."""
-    from ..teacher.teach import teach
+    from rankdistill.teacher.teach import teach
 
     per_backend = {
         "hf": {"batch_size": batch_size, "device": device, "dtype": dtype},

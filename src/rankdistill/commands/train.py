@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import RankdistillError
+from rankdistill.errors import RankdistillError
 
 LOSS_HELP = (
     "ranknet (pairs ordered by the target; the paper's distillation loss), lce (softmax of one relevant vs hard "
@@ -100,7 +100,7 @@ def train_command(
     The model folder loads with sentence_transformers.CrossEncoder (raw scores) and, with the cls head,
     AutoModelForSequenceClassification; it has a model card (README.md).
     """
-    from ..training import load_config, parse_options, train_from_options
+    from rankdistill.training.trainer import load_config, parse_options, train_from_options
 
     values: dict[str, Any] = load_config(config) if config is not None else {}
     flags = dict(

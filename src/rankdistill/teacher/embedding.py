@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from rankdistill.collection import Collection
+from rankdistill.data.collection import Collection
 from rankdistill.errors import RankdistillError
-from rankdistill.fileio import atomic_write
-from rankdistill.progress import make_progress
-from rankdistill.runs import Run, write_run
+from rankdistill.util.files import atomic_write
+from rankdistill.teacher.outputs import RUN_NAME, STATS_NAME
+from rankdistill.util.progress import make_progress
+from rankdistill.data.trec import Run, write_run
 
 CHUNK = 256  # texts per encode call: the progress bar advances per chunk
 
@@ -28,7 +29,7 @@ def load_bi_encoder(model: str, device: str | None = None):
     """``SentenceTransformer`` of a short name, folder or hub id; a folder it cannot load is one clear line."""
     from sentence_transformers import SentenceTransformer
 
-    from rankdistill.backbones import resolve_backbone
+    from rankdistill.modeling.backbones import resolve_backbone
 
     path = resolve_backbone(model)
     try:
@@ -80,7 +81,6 @@ def teach_embedding(
     ``max_length``: cut each text to this many tokens, special tokens not counted (the model's own limit
     otherwise), e.g. a student's passage budget, so the baseline reads what the student reads.
     """
-    from rankdistill.teacher.teach import RUN_NAME, STATS_NAME
 
     started = time.perf_counter()
     encoder = load_bi_encoder(model, device)

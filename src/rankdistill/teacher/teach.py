@@ -19,32 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankdistill.collection import Collection, load_collection
+from rankdistill.data.collection import Collection, load_collection
 from rankdistill.errors import RankdistillError
-from rankdistill.fileio import atomic_write
-from rankdistill.progress import make_progress
-from rankdistill.runs import Run, read_run, write_run
+from rankdistill.util.files import atomic_write
+from rankdistill.util.progress import make_progress
+from rankdistill.data.trec import Run, read_run, write_run
 from rankdistill.teacher.backends import make_backend
 from rankdistill.teacher.backends.base import Backend, Generation
 from rankdistill.teacher.cache import TeacherCache
 from rankdistill.teacher.parse import format_permutation, parse_permutation
 from rankdistill.teacher.prompts import TEMPLATES, Prompt, build_prompt
+from rankdistill.teacher.outputs import CACHE_NAME, RUN_NAME, STATS_NAME, TeachResult
 from rankdistill.teacher.windows import window_spans
-
-RUN_NAME = "teacher.run"
-STATS_NAME = "stats.json"
-CACHE_NAME = "cache.sqlite"
-
-
-@dataclass
-class TeachResult:
-    """Where the teacher's outputs are, plus the run and stats themselves for notebook use."""
-
-    run_path: Path
-    stats_path: Path
-    run: Run = field(repr=False)
-    stats: dict[str, Any] = field(repr=False)
-
 
 @dataclass
 class _QueryState:

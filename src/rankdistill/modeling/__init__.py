@@ -1,0 +1,1 @@
+"""The student: backbones, scoring heads (cls, similarity, gated), query/passage budgets, saving and loading."""

@@ -1,0 +1,1 @@
+"""Plumbing every stage shares: atomic files, progress bars, device probes, YAML configs and their errors."""

@@ -1,0 +1,237 @@
+"""The pipeline's YAML config, validated by pydantic; errors name the key and the allowed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rankdistill.errors import RankdistillError
+from rankdistill.util.config import read_yaml_mapping, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BM25Config(_Strict):
+    k: int = Field(100, gt=0, description="Depth of the BM25 run.")
+    k1: float = 0.9
+    b: float = 0.4
+
+
+class FirstStageConfig(_Strict):
+    """An existing run (e.g. ColBERTv2, the paper's candidates), the dataset's own run
+    (ir_datasets scoreddocs, e.g. the official BM25 top-1000 of TREC DL), or BM25 computed here."""
+
+    run: Path | None = None
+    from_dataset: bool = False
+    bm25: BM25Config | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum([self.run is not None, self.from_dataset, self.bm25 is not None]) != 1:
+            raise ValueError(
+                "give exactly one of 'run' (a TREC run file), 'from_dataset: true' (the dataset's scoreddocs) "
+                "or 'bm25' (retrieve here)"
+            )
+        return self
+
+
+class TeacherConfig(_Strict):
+    """Either a recorded teacher run (e.g. the published Rank-DistiLLM runs), an LLM ranked here, or a
+    bi-encoder's cosines (``backend: embedding``, pointwise: the listwise keys do not apply)."""
+
+    run: Path | None = None
+    backend: Literal["hf", "vllm", "openai", "replay", "embedding"] | None = None
+    model: str | None = None
+    prompt: Literal["rankgpt", "rankvicuna", "rankzephyr"] = "rankzephyr"
+    depth: int = Field(100, gt=0)
+    window: int = Field(20, gt=1)
+    stride: int = Field(10, gt=0)
+    first_token: bool = False
+    max_passage_words: int | None = None
+    replay_file: Path | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options, e.g. base_url, concurrency.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.run is None) == (self.backend is None):
+            raise ValueError(
+                "give exactly one of 'run' (a recorded teacher run) or 'backend' (hf, vllm, openai, replay, embedding)"
+            )
+        if self.backend == "embedding":
+            if self.model is None:
+                raise ValueError("backend 'embedding' needs 'model' (a sentence-transformers model, e.g. minilm-l6)")
+            listwise = sorted(self.model_fields_set & {"prompt", "window", "stride", "first_token", "max_passage_words",
+                                                       "replay_file"})
+            if listwise:
+                raise ValueError(f"backend 'embedding' is pointwise: {', '.join(listwise)} only apply to the LLM backends")
+        if self.stride > self.window:
+            raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window})")
+        return self
+
+
+class StageDataConfig(_Strict):
+    """A stage's own distillation data: e.g. unjudged topics with a bi-encoder teacher, before the LLM stage."""
+
+    dataset: str = Field(..., description="irds:<id> or a folder with the stage's queries and passages.")
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig | None = None
+
+
+class TrainStageConfig(_Strict):
+    """One training stage: how its distillation set is sampled and how the student learns from it."""
+
+    name: str = "distill"
+    # distillation set (rankdistill build)
+    targets: Literal["rank", "score", "relevance"] = "rank"
+    sampling: Literal["top", "random", "log-random", "single-relevant", "top-and-random"] = "top"
+    depth: int = Field(100, gt=0)
+    sample_size: int = Field(100, gt=1)
+    cross_negatives: int = Field(0, ge=0, description="Passages of other queries added below each list's own.")
+    pairs: Literal["all", "compared"] = Field(
+        "all", description="Pairs a pairwise loss learns: all ordered pairs, or those the sliding-window teacher compared."
+    )
+    # learning (rankdistill train)
+    loss: Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"] = "ranknet"
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(1e-5, gt=0)
+    gate_learning_rate: float | None = Field(None, ge=0, description="head 'gated': the gates' rate (default 1e-2).")
+    batch_queries: int = Field(1, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_query_length: int = Field(32, gt=0)
+    max_passage_length: int = Field(256, gt=0)
+    bf16: bool | Literal["auto"] | None = Field(
+        None, description="bf16 autocast: unset = on with a bf16 GPU; auto = also on CPUs with native bf16."
+    )
+    loss_options: dict[str, Any] = Field(default_factory=dict, description="Loss keyword arguments, e.g. temperature.")
+    data: StageDataConfig | None = Field(
+        None, description="Build this stage's set from another dataset's queries (evaluated queries removed)."
+    )
+
+
+class TrainConfig(_Strict):
+    dataset: str = Field(..., description="irds:<id> or a folder with the training queries, corpus and qrels.")
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig | None = None
+    model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
+    head: Literal["cls", "similarity", "gated"] = Field("cls", description="The student's scoring head on the backbone.")
+    stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
+
+    @model_validator(mode="after")
+    def _targets_available(self):
+        for i, stage in enumerate(self.stages):
+            teacher = stage.data.teacher if stage.data is not None else self.teacher
+            key = f"stages.{i}.data.teacher" if stage.data is not None else "teacher"
+            if stage.targets in ("rank", "score") and teacher is None:
+                raise ValueError(f"stage {stage.name!r} learns from the teacher ({stage.targets}) but {key!r} is not set")
+            if stage.pairs == "compared" and (teacher is None or teacher.backend == "embedding" or stage.targets == "relevance"):
+                raise ValueError(
+                    f"stages.{i}.pairs: 'compared' learns the pairs a sliding-window teacher compared: it needs a listwise "
+                    f"{key!r} (a recorded run or an LLM backend, not embedding) and targets rank or score; use pairs: all"
+                )
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+
+class EvalSetConfig(_Strict):
+    name: str
+    dataset: str
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig | None = None
+
+
+class EvaluateConfig(_Strict):
+    cross_validation: int | None = Field(
+        None, ge=2, description="k-fold cross-validation over the training queries instead of separate sets."
+    )
+    sets: list[EvalSetConfig] = Field(default_factory=list)
+    depth: int = Field(100, gt=0, description="Re-ranking depth of the first-stage run.")
+    measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100", "AP"])
+    test: Literal["ttest", "wilcoxon"] = "ttest"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    zero_shot: bool = Field(
+        True,
+        description="Also re-rank the same candidates with the untrained backbone used as a bi-encoder (cosine of "
+        "mean-pooled embeddings): the baseline that shows what distillation added.",
+    )
+
+    @field_validator("measures")
+    @classmethod
+    def _valid_measures(cls, measures: list[str]) -> list[str]:
+        from rankdistill.evaluation.metrics import parse_measures
+
+        try:
+            parse_measures(measures)
+        except RankdistillError as exc:
+            raise ValueError(str(exc)) from None
+        return measures
+
+    @model_validator(mode="after")
+    def _one_protocol(self):
+        if (self.cross_validation is None) == (not self.sets):
+            raise ValueError("give exactly one of 'cross_validation' (folds over the training queries) or 'sets'")
+        return self
+
+
+class PipelineConfig(_Strict):
+    name: str = "rankdistill"
+    output: Path = Path("out")
+    seed: int = 0
+    train: TrainConfig
+    evaluate: EvaluateConfig
+
+    @model_validator(mode="after")
+    def _stage_ids_free(self):
+        """A stage with its own data gets the ids retrieve:<name>/teach:<name>: they must not clash."""
+        taken = {"train", "cv", *(s.name for s in self.evaluate.sets)}
+        for i, stage in enumerate(self.train.stages):
+            if stage.data is not None and stage.name in taken:
+                raise ValueError(
+                    f"train.stages.{i}.name: {stage.name!r} has its own data, so it must differ from "
+                    f"'train', 'cv' and the evaluation set names ({', '.join(sorted(taken))})"
+                )
+        return self
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline YAML; relative paths in it are taken relative to the file."""
+    path = Path(path)
+    config = validate(PipelineConfig, read_yaml_mapping(path), path)
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
+    def fix(value):
+        if isinstance(value, Path) and not value.is_absolute():
+            return (base / value).resolve()
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                setattr(value, name, fix(getattr(value, name)))
+            return value
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    def fix_dataset(spec: str) -> str:
+        if spec.startswith("irds:"):
+            return spec
+        candidate = base / spec
+        return str(candidate.resolve()) if not Path(spec).is_absolute() else spec
+
+    fix(config)
+    config.train.dataset = fix_dataset(config.train.dataset)
+    for stage in config.train.stages:
+        if stage.data is not None:
+            stage.data.dataset = fix_dataset(stage.data.dataset)
+    for s in config.evaluate.sets:
+        s.dataset = fix_dataset(s.dataset)
+    if config.train.model not in ("minilm-l6",) and (base / config.train.model).exists():
+        config.train.model = str((base / config.train.model).resolve())
+    return config

@@ -1,0 +1,610 @@
+"""``rankdistill pipeline``: every stage from first-stage run to report, each skipped when up to date.
+
+Each stage writes into the run folder and records a manifest (config hash, input hashes, output
+hashes, package versions). A stage whose config and inputs are unchanged, and whose outputs are
+still there, is skipped; so changing only the loss re-runs train, rerank and evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rankdistill.workflow.config import EvalSetConfig, FirstStageConfig, PipelineConfig, TeacherConfig, TrainStageConfig, load_config
+from rankdistill.errors import RankdistillError
+from rankdistill.util.files import atomic_write
+from rankdistill.workflow.manifest import Stage
+from rankdistill.data.trec import read_run, write_qrels, write_run
+
+STAGE_KINDS = ("retrieve", "teach", "build", "train", "rerank", "evaluate")
+console = Console(stderr=True)
+
+
+@dataclass
+class PipelineResult:
+    output: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval set -> EvaluationResult.to_dict()
+    folds: dict[str, list[str]] = field(default_factory=dict)  # cross-validation: fold -> its test query ids
+    report: Path | None = None
+
+
+@dataclass
+class _EvalTarget:
+    """A set of queries the student is judged on: its first stage, teacher and the model that scores it."""
+
+    name: str
+    dataset: str
+    first_stage: Path
+    teacher: Path | None
+    qids: list[str] | None
+    model: Path
+
+
+def folds_of(qids: list[str], k: int, seed: int) -> list[list[str]]:
+    """Deterministic k-fold split of query ids (seeded shuffle of the sorted ids, then round-robin)."""
+    order = sorted(qids)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+class _Runner:
+    def __init__(self, config: PipelineConfig, from_stage: str | None, dry_run: bool):
+        self.config = config
+        self.root = Path(config.output)
+        self.dry_run = dry_run
+        self.force = set(STAGE_KINDS[STAGE_KINDS.index(from_stage) :]) if from_stage else set()
+        self.result = PipelineResult(output=self.root)
+        self.stats: dict[str, Any] = {}
+        self.missing: list[str] = []
+        self.resuming = False  # set per stage by run()
+        self.stage_data: dict[str, Path] = {}  # stage name -> its own distillation set (built once, fold-free)
+
+    def run(self, stage: Stage, action: Callable[[], dict[str, Any] | None]) -> None:
+        if self.dry_run:
+            console.print(f"[cyan]plan[/] {stage.id}: {', '.join(str(p) for p in stage.outputs)}")
+            self.result.ran.append(stage.id)
+            return
+        if stage.kind not in self.force and stage.is_current(self.root):
+            console.print(f"[green]up to date[/] {stage.id}")
+            self.result.skipped.append(stage.id)
+            saved = json.loads(stage.manifest_path(self.root).read_text())
+            self.stats[stage.id] = saved.get("stats", {})
+            return
+        console.print(f"[bold cyan]running[/] {stage.id}")
+        # an earlier run that began this stage with the same config and inputs and never finished it
+        started = self._started_path(stage)
+        fingerprint = stage.fingerprint()
+        self.resuming = started.exists() and started.read_text() == json.dumps(fingerprint)
+        with atomic_write(started) as handle:
+            handle.write(json.dumps(fingerprint))
+        start = time.perf_counter()
+        extra = action() or {}
+        seconds = time.perf_counter() - start
+        self.stats[stage.id] = {**extra, "seconds": seconds}
+        stage.record(self.root, seconds, {"stats": extra})
+        self._started_path(stage).unlink(missing_ok=True)
+        self.result.ran.append(stage.id)
+
+    def _started_path(self, stage: Stage) -> Path:
+        return stage.manifest_path(self.root).with_suffix(".started")
+
+
+
+def _dump(model) -> Any:
+    return model.model_dump(mode="json") if model is not None else None
+
+
+def _first_stage(r: _Runner, name: str, dataset: str, cfg: FirstStageConfig, folder: Path | None = None) -> Path:
+    folder = folder or r.root / name
+    if cfg.run is not None:
+        _check_file(r, f"{name}.first_stage.run", cfg.run)
+        return cfg.run
+    if cfg.from_dataset:
+        out = folder / "first-stage.run"
+        stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, "from_dataset": True}, [], [out])
+
+        def copy_scoreddocs():
+            from rankdistill.data.collection import load_collection
+
+            run = load_collection(dataset).scoreddocs
+            if not run:
+                raise RankdistillError(f"{name}.first_stage.from_dataset: {dataset} has no scoreddocs (first-stage run)")
+            write_run(run, out, tag="scoreddocs")
+
+        r.run(stage, copy_scoreddocs)
+        return out
+    out = folder / "bm25.run"
+    stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, **_dump(cfg.bm25)}, [], [out])
+
+    def action():
+        from rankdistill.bm25 import retrieve
+
+        retrieve(dataset, output=out, k=cfg.bm25.k, k1=cfg.bm25.k1, b=cfg.bm25.b)
+
+    r.run(stage, action)
+    return out
+
+
+def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: TeacherConfig | None,
+             folder: Path | None = None) -> Path | None:
+    if cfg is None:
+        return None
+    if cfg.run is not None:
+        _check_file(r, f"{name}.teacher.run", cfg.run)
+        return cfg.run
+    folder = folder or r.root / name / "teacher"
+    out = folder / "teacher.run"
+    inputs = [first_stage] + ([cfg.replay_file] if cfg.replay_file else [])
+    stage = Stage(f"teach:{name}", "teach", {"dataset": dataset, **_dump(cfg)}, inputs, [out])
+
+    def action():
+        from rankdistill.teacher.teach import teach
+
+        if cfg.backend == "embedding":  # pointwise: the listwise options do not apply
+            result = teach(first_stage, dataset=dataset, output=folder, backend="embedding", model=cfg.model,
+                           depth=cfg.depth, backend_options=cfg.options)
+            return dict(result.stats)
+        result = teach(
+            first_stage,
+            dataset=dataset,
+            output=folder,
+            backend=cfg.backend,
+            model=cfg.model,
+            prompt=cfg.prompt,
+            depth=cfg.depth,
+            window=cfg.window,
+            stride=cfg.stride,
+            first_token=cfg.first_token,
+            max_passage_words=cfg.max_passage_words,
+            replay_file=cfg.replay_file,
+            backend_options=cfg.options,
+        )
+        stats_path = Path(getattr(result, "stats_path", folder / "stats.json"))
+        return json.loads(stats_path.read_text()) if stats_path.exists() else {}
+
+    r.run(stage, action)
+    return out
+
+
+def _check_file(r: _Runner, key: str, path: Path) -> None:
+    if path.is_file():
+        return
+    if r.dry_run:
+        console.print(f"[yellow]missing[/] {key}: {path} (download it before the real run)")
+        r.missing.append(str(path))
+        return
+    raise RankdistillError(f"{key}: {path} does not exist")
+
+
+def _check_dataset(r: _Runner, key: str, dataset: str) -> None:
+    """Dry runs check ir_datasets ids against its registry (no download) and folders for existence."""
+    if dataset.startswith("irds:"):
+        import ir_datasets
+
+        if dataset[5:] not in ir_datasets.registry:
+            raise RankdistillError(f"{key}: unknown ir_datasets id {dataset[5:]!r}")
+    elif not Path(dataset).is_dir():
+        raise RankdistillError(f"{key}: {dataset} is neither irds:<id> nor a folder")
+
+
+def _subset_run(path: Path, qids: list[str] | None, out: Path) -> Path:
+    """The run restricted to ``qids`` (written once per fold so stages read plain files)."""
+    if qids is None:
+        return path
+    keep = set(qids)
+    run = {qid: docs for qid, docs in read_run(path).items() if qid in keep}
+    if not out.exists() or read_run(out) != run:
+        write_run(run, out, tag=path.stem.replace(" ", "_") or "run")
+    return out
+
+
+def _train_cfg(s: TrainStageConfig) -> dict[str, Any]:
+    """The stage's ``train()`` keyword arguments (also its fingerprint: empty new keys are left out)."""
+    skip = {"name", "targets", "sampling", "depth", "sample_size", "cross_negatives", "pairs", "data", "loss_options"}
+    cfg = {k: v for k, v in _dump(s).items() if k not in skip}
+    for key in ("bf16", "gate_learning_rate"):  # unset: train() decides (and older fingerprints stay valid)
+        if cfg.get(key) is None:
+            cfg.pop(key, None)
+    if s.loss_options:
+        cfg["loss_kwargs"] = dict(s.loss_options)
+    return cfg
+
+
+def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: str | Path, out: Path) -> Path:
+    """Train one stage on ``data``; a stage starting from the backbone gets the configured head."""
+    train_cfg = _train_cfg(s)
+    head = r.config.train.head
+    if not isinstance(base, Path) and head != "cls":  # a previous stage's folder already has its head
+        train_cfg["head"] = head
+    base_inputs = [base] if isinstance(base, Path) else []
+    train_stage = Stage(
+        f"train:{tag}:{s.name}",
+        "train",
+        {"model": str(base) if not isinstance(base, Path) else "previous-stage", "seed": r.config.seed, **train_cfg},
+        [data, *base_inputs],
+        [out],
+    )
+
+    def do_train():
+        from rankdistill.training.trainer import train
+
+        # an interrupted run of this very stage continues from its checkpoints; any other leftovers go
+        checkpoints = out.parent / f"{out.name}.checkpoints"
+        resume = checkpoints.is_dir() and r.resuming
+        if checkpoints.is_dir() and not resume:
+            shutil.rmtree(checkpoints)
+        train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, resume=resume, **train_cfg)
+
+    r.run(train_stage, do_train)
+    return out
+
+
+def _build_cfg(s: TrainStageConfig, teacher: TeacherConfig | None) -> dict[str, Any]:
+    """The stage's ``build()`` keyword arguments; ``pairs: compared`` replays the teacher's own windows."""
+    cfg = {k: getattr(s, k) for k in ("targets", "sampling", "depth", "sample_size", "cross_negatives")}
+    if s.pairs == "compared" and teacher is not None:  # (validated by the config; absent otherwise: old fingerprints hold)
+        cfg.update(pairs="compared", teacher_window=teacher.window, teacher_stride=teacher.stride,
+                   teacher_depth=teacher.depth)
+    return cfg
+
+
+def _stage_data(r: _Runner, s: TrainStageConfig, excluded: set[str]) -> Path:
+    """A stage's own distillation set from ``s.data``, without the evaluated queries; built once per pipeline."""
+    if s.name in r.stage_data:
+        return r.stage_data[s.name]
+    assert s.data is not None
+    dcfg = s.data
+    folder = r.root / "stages" / s.name
+    fs = _first_stage(r, s.name, dcfg.dataset, dcfg.first_stage, folder=folder)
+    kept: list[str] | None = None
+    if not r.dry_run:
+        run = read_run(fs)
+        kept = [q for q in run if q not in excluded]
+        console.print(
+            f"stage {s.name}: removed {len(run) - len(kept)} evaluated queries from {dcfg.dataset}, "
+            f"{len(kept)} left for distillation", highlight=False,
+        )
+        if not kept:
+            raise RankdistillError(
+                f"train.stages.{s.name}.data: every query of {dcfg.dataset} is evaluated; give a dataset with other queries"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        fs = _subset_run(fs, kept, folder / "first-stage.kept.run")
+    teacher = _teacher(r, s.name, dcfg.dataset, fs, dcfg.teacher, folder=folder / "teacher")
+    data = folder / "data.parquet"
+    build_cfg = _build_cfg(s, dcfg.teacher)
+    inputs = [p for p in (fs, teacher) if p is not None]
+    stage = Stage(f"build:{s.name}", "build", {"dataset": dcfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data])
+
+    def do_build():
+        from rankdistill.distillation.builder import build
+
+        build(teacher_run=teacher, first_stage_run=fs, dataset=dcfg.dataset, output=data, seed=r.config.seed,
+              qids=kept, **build_cfg)
+
+    r.run(stage, do_build)
+    r.stage_data[s.name] = data
+    return data
+
+
+def _train_shared(r: _Runner, excluded: set[str]) -> tuple[str | Path, int]:
+    """Train the leading stages that all have their own data once, under ``students/shared/``.
+
+    They do not depend on the fold, so every fold's next stage starts from the result. Returns the model
+    to start from and how many stages are done.
+    """
+    model: str | Path = r.config.train.model
+    done = 0
+    folder = r.root / "students" / "shared"
+    for s in r.config.train.stages:
+        if s.data is None:
+            break
+        data = _stage_data(r, s, excluded)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = _train_stage(r, "shared", s, data, model, folder / f"model-{s.name}")
+        done += 1
+    return model, done
+
+
+def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Path, teacher: Path | None,
+                   start: tuple[str | Path, int] | None = None, excluded: set[str] = frozenset()) -> Path:
+    """Build and train every configured stage in order; stage n+1 starts from stage n's weights.
+
+    ``start`` is the shared stages' model and how many stages it covers (see ``_train_shared``).
+    """
+    cfg = r.config.train
+    model, done = start or (cfg.model, 0)
+    remaining = cfg.stages[done:]
+    folder = r.root / "students" / tag
+    if not remaining:
+        return Path(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    fs_run = first_stage if r.dry_run else _subset_run(first_stage, qids, folder / "first-stage.train.run")
+    teacher_run = None
+    if teacher is not None:
+        teacher_run = teacher if r.dry_run else _subset_run(teacher, qids, folder / "teacher.train.run")
+    for s in remaining:
+        if s.data is not None:  # its own (fold-free) data; trained per fold since a fold-dependent stage came first
+            data = _stage_data(r, s, excluded)
+        else:
+            data = folder / f"{s.name}.parquet"
+            build_cfg = _build_cfg(s, cfg.teacher)
+            inputs = [p for p in (fs_run, teacher_run) if p is not None]
+            build_stage = Stage(
+                f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]
+            )
+
+            def do_build(data=data, build_cfg=build_cfg):
+                from rankdistill.distillation.builder import build
+
+                build(
+                    teacher_run=teacher_run,
+                    first_stage_run=fs_run,
+                    dataset=cfg.dataset,
+                    output=data,
+                    seed=r.config.seed,
+                    qids=qids,
+                    **build_cfg,
+                )
+
+            r.run(build_stage, do_build)
+        model = _train_stage(r, tag, s, data, model, folder / f"model-{s.name}")
+    return Path(model)
+
+
+def _rerank(r: _Runner, target: _EvalTarget) -> Path:
+    folder = r.root / "eval" / target.name
+    fs_run = target.first_stage if r.dry_run else _subset_run(target.first_stage, target.qids, folder / "first-stage.run")
+    out = folder / "student.run"
+    ev = r.config.evaluate
+    last = r.config.train.stages[-1]
+    stage = Stage(
+        f"rerank:{target.name}",
+        "rerank",
+        {"dataset": target.dataset, "depth": ev.depth, "dtype": ev.dtype,
+         "max_query_length": last.max_query_length, "max_passage_length": last.max_passage_length},
+        [target.model, fs_run],
+        [out],
+    )
+
+    def action():
+        from rankdistill.reranking.reranker import rerank
+
+        start = time.perf_counter()
+        rerank(
+            target.model,
+            fs_run,
+            dataset=target.dataset,
+            depth=ev.depth,
+            output=out,
+            dtype=ev.dtype,
+            max_query_length=last.max_query_length,
+            max_passage_length=last.max_passage_length,
+        )
+        seconds = time.perf_counter() - start
+        run = read_run(out)
+        pairs = sum(len(v) for v in run.values())
+        return {"queries": len(run), "pairs": pairs, "seconds": seconds,
+                "pairs_per_s": pairs / seconds, "ms_per_query": 1000 * seconds / max(1, len(run))}
+
+    r.run(stage, action)
+    return out
+
+
+def _zero_shot(r: _Runner, name: str, dataset: str, first_stage: Path, qids: list[str] | None) -> Path | None:
+    """The untrained backbone as a bi-encoder over the evaluated candidates: what the student must beat."""
+    ev = r.config.evaluate
+    if not ev.zero_shot:
+        return None
+    folder = r.root / "eval" / name / "zero-shot"
+    fs_run = first_stage if r.dry_run or qids is None else _subset_run(first_stage, qids, folder / "first-stage.run")
+    out = folder / "teacher.run"
+    model = r.config.train.model
+    # the student's passage budget: the baseline reads what the student reads (and the gated head's step 0 is it)
+    max_length = r.config.train.stages[-1].max_passage_length
+    stage = Stage(f"teach:zero-shot:{name}", "teach", {"dataset": dataset, "model": model, "depth": ev.depth,
+                                                        "backend": "embedding", "max_length": max_length}, [fs_run], [out])
+
+    def action():
+        from rankdistill.teacher.teach import teach
+
+        return dict(teach(fs_run, dataset=dataset, output=folder, backend="embedding", model=model,
+                          depth=ev.depth, tag="zero-shot", backend_options={"max_length": max_length}).stats)
+
+    r.run(stage, action)
+    return out
+
+
+def _merge_runs(paths: list[Path], out: Path, tag: str) -> Path:
+    merged: dict = {}
+    for path in paths:
+        merged.update(read_run(path))
+    write_run(merged, out, tag=tag)
+    return out
+
+
+def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str, Path],
+                         folds: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
+    from rankdistill.data.collection import load_collection
+
+    ev = r.config.evaluate
+    folder = r.root / "eval" / name
+    report_dir = r.root / "report" / name
+    qrels_path = folder / "qrels.txt"
+    outputs = [folder / "metrics.json", report_dir / "report.md", report_dir / "report.html"]
+    stage = Stage(
+        f"evaluate:{name}", "evaluate",
+        {"dataset": dataset, "measures": ev.measures, "test": ev.test, "systems": sorted(systems)},
+        list(systems.values()), outputs,
+    )
+
+    def action():
+        from rankdistill.evaluation.metrics import evaluate
+        from rankdistill.evaluation.report import write_report
+
+        coll = load_collection(dataset)
+        if not coll.qrels:
+            raise RankdistillError(f"{dataset} has no qrels: evaluation needs relevance judgments")
+        write_qrels(coll.qrels, qrels_path)
+        names = list(systems)
+        result = evaluate([systems[n] for n in names], qrels=qrels_path, measures=ev.measures,
+                          baseline=systems["bm25"], test=ev.test, names=names)
+        with atomic_write(folder / "metrics.json") as handle:
+            json.dump(result.to_dict(per_query=True), handle, indent=2)
+        throughput = {"student": r.stats.get(f"rerank:{name}") or {}}
+        for fold in folds or {}:
+            throughput.setdefault("student-folds", {})[fold] = r.stats.get(f"rerank:{fold}") or {}
+        teach_stats = r.stats.get(f"teach:{name}") or r.stats.get("teach:train")
+        if teach_stats:
+            throughput["teacher"] = teach_stats
+        write_report(
+            report_dir,
+            runs={n: read_run(p) for n, p in systems.items()},
+            qrels=coll.qrels,
+            baseline="bm25",
+            teacher="teacher" if "teacher" in systems else None,
+            student="student",
+            zero_shot="zero-shot" if "zero-shot" in systems else None,
+            measures=ev.measures,
+            throughput=throughput,
+            config=r.config.model_dump(mode="json"),
+            title=f"{r.config.name}: {name}",
+            folds=folds,
+        )
+        return {"metrics": result.means}
+
+    r.run(stage, action)
+    if not r.dry_run:
+        r.result.report = report_dir / "report.html"
+        return json.loads((folder / "metrics.json").read_text())
+    return {}
+
+
+def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False) -> PipelineResult:
+    if from_stage is not None and from_stage not in STAGE_KINDS:
+        raise RankdistillError(f"--from {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
+    r = _Runner(config, from_stage, dry_run)
+    r.root.mkdir(parents=True, exist_ok=True)
+    (r.root / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    tcfg = config.train
+    if dry_run:
+        _check_dataset(r, "train.dataset", tcfg.dataset)
+        for s in config.evaluate.sets:
+            _check_dataset(r, f"evaluate.sets.{s.name}.dataset", s.dataset)
+    train_fs = _first_stage(r, "train", tcfg.dataset, tcfg.first_stage)
+    train_teacher = _teacher(r, "train", tcfg.dataset, train_fs, tcfg.teacher)
+
+    ev = config.evaluate
+    own_data = any(s.data is not None for s in tcfg.stages)
+    if ev.cross_validation:
+        qids = sorted(read_run(train_teacher or train_fs)) if not dry_run else []
+        excluded = set(qids)  # every CV query is evaluated in some fold
+    else:
+        excluded = _eval_set_qids(r) if own_data and not dry_run else set()
+    if own_data and dry_run:
+        for s in tcfg.stages:
+            if s.data is not None:
+                _check_dataset(r, f"train.stages.{s.name}.data.dataset", s.data.dataset)
+    shared = _train_shared(r, excluded)
+    if ev.cross_validation:
+        splits = folds_of(qids, ev.cross_validation, config.seed) if not dry_run else [[]] * ev.cross_validation
+        fold_runs: dict[str, Path] = {}
+        fold_qids: dict[str, list[str]] = {}
+        for i, test_qids in enumerate(splits, 1):
+            fold = f"fold{i}"
+            train_qids = sorted(set(qids) - set(test_qids))
+            model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher, shared, excluded)
+            target = _EvalTarget(fold, tcfg.dataset, train_fs, train_teacher, test_qids if not dry_run else None, model)
+            fold_runs[fold] = _rerank(r, target)
+            fold_qids[fold] = test_qids
+        zero_shot = _zero_shot(r, "cv", tcfg.dataset, train_fs, qids)
+        if dry_run:
+            r.run(Stage("evaluate:cv", "evaluate", {}, [], []), lambda: None)
+            return r.result
+        student = _merge_runs(list(fold_runs.values()), r.root / "eval" / "cv" / "student.run", "student")
+        systems = {"bm25": train_fs, "zero-shot": zero_shot, "teacher": train_teacher, "student": student}
+        systems = {k: v for k, v in systems.items() if v is not None}
+        r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, systems, fold_qids)
+        r.result.folds = fold_qids
+    else:
+        model = _train_student(r, "all", None, train_fs, train_teacher, shared, excluded)
+        for s in ev.sets:
+            r.result.metrics[s.name] = _evaluate_set(r, s, model)
+    return r.result
+
+
+def _eval_set_qids(r: _Runner) -> set[str]:
+    """Every query of every evaluation set's dataset: a stage's own data must not contain them."""
+    from rankdistill.data.collection import load_collection
+
+    qids: set[str] = set()
+    for s in r.config.evaluate.sets:
+        qids |= set(load_collection(s.dataset).queries)
+    return qids
+
+
+def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[str, float]]:
+    fs = _first_stage(r, s.name, s.dataset, s.first_stage)
+    teacher = _teacher(r, s.name, s.dataset, fs, s.teacher)
+    student = _rerank(r, _EvalTarget(s.name, s.dataset, fs, teacher, None, model))
+    zero_shot = _zero_shot(r, s.name, s.dataset, fs, None)
+    if r.dry_run:
+        r.run(Stage(f"evaluate:{s.name}", "evaluate", {}, [], []), lambda: None)
+        return {}
+    systems = {"bm25": fs, "zero-shot": zero_shot, "teacher": teacher, "student": student}
+    systems = {k: v for k, v in systems.items() if v is not None}
+    return _evaluate_and_report(r, s.name, s.dataset, systems, None)
+
+
+def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False) -> PipelineResult:
+    """Run (or, with ``dry_run``, validate and plan) the whole pipeline of a YAML config."""
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    return run_pipeline(cfg, from_stage=from_stage, dry_run=dry_run)
+
+
+def fold_means(summary: dict[str, Any], folds: dict[str, list[str]], measure: str) -> dict[str, dict[str, float]]:
+    """run -> fold -> mean of ``measure`` over the fold's test queries (from metrics.json's per-query values)."""
+    out: dict[str, dict[str, float]] = {}
+    for run, entry in summary["runs"].items():
+        per_query = entry.get("per_query", {}).get(measure, {})
+        out[run] = {fold: sum(per_query.get(q, 0.0) for q in qids) / max(1, len(qids)) for fold, qids in folds.items()}
+    return out
+
+
+def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
+    """The first measure per fold: each fold's student was trained on the other folds' queries."""
+    from rich.table import Table
+
+    measure = summary["measures"][0]
+    means = fold_means(summary, folds, measure)
+    table = Table(title=f"{measure} per fold (test queries of each fold)")
+    table.add_column("run", style="bold")
+    for fold, qids in folds.items():
+        table.add_column(f"{fold} ({len(qids)} q)", justify="right")
+    for run, values in means.items():
+        table.add_row(run, *(f"{values[f]:.4f}" for f in folds))
+    return table
+
+
+def print_summary(result: PipelineResult) -> None:
+    from rankdistill.evaluation.metrics import rich_table
+
+    out = Console()
+    for name, summary in result.metrics.items():
+        if summary:
+            out.print(rich_table(summary, title=f"{name}: BM25 / zero-shot backbone / teacher / student"))
+            if name == "cv" and result.folds:
+                out.print(fold_table(summary, result.folds))
+    out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
+    if result.report:
+        out.print(f"report: {result.report}")

@@ -1,0 +1,50 @@
+"""Toy data in the formats the stages exchange: a distillation set, a few queries and passages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+WORDS = "water river city car price cost time year day people state court law data".split()
+
+
+def write_set(path: Path, queries: int = 6, docs: int = 8, relevance: bool = False) -> Path:
+    """A learnable toy set: passages with "good" rank above passages with "bad" (the contract's columns)."""
+    rows = []
+    for q in range(queries):
+        for j in range(docs):
+            good = j < docs // 2
+            target = (1.0 if j == 0 else 0.0) if relevance else float(docs - j)
+            rows.append(
+                dict(
+                    qid=f"q{q}", query=f"what is the {WORDS[q % len(WORDS)]}", docid=f"d{q}-{j}",
+                    passage=" ".join(["good" if good else "bad", *WORDS[j : j + 3]]),
+                    target=target, teacher_rank=j + 1, teacher_score=float(docs - j), first_stage_rank=j + 1,
+                    first_stage_score=1.0 / (j + 1), relevance=None, position=j,
+                )
+            )
+    schema = pa.schema(
+        [("qid", pa.string()), ("query", pa.string()), ("docid", pa.string()), ("passage", pa.string()),
+         ("target", pa.float64()), ("teacher_rank", pa.int32()), ("teacher_score", pa.float64()),
+         ("first_stage_rank", pa.int32()), ("first_stage_score", pa.float64()), ("relevance", pa.int32()),
+         ("position", pa.int32())]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+QUERIES = {
+    "q1": "what is the price of water in the city",
+    "q2": "who keeps public records of naturalization",
+    "q3": "fast small model",
+}
+PASSAGES = {
+    "d1": "The price of water in the city rose this year.",
+    "d2": "Public records: the court keeps naturalization records for people of the state.",
+    "d3": "A river runs by the city; the hotel phone is on the first floor.",
+    "d4": "Student and teacher rank data; the best model is small and fast. " * 3,
+    "d5": "Two, three, four, five: what a good day for a test.",
+    "d6": "Law and court data for the state, one record a year.",
+}

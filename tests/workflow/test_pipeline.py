@@ -1,0 +1,94 @@
+"""A tiny pipeline end to end: tiny model, a few DL20 queries; skipping and selective re-runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers.tiny import tiny_encoder_dir
+
+from rankdistill.workflow.runner import pipeline
+from rankdistill.data.trec import read_qrels, read_run, write_qrels, write_run
+
+N_QUERIES, DEPTH = 6, 12
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(dl20, tmp_path_factory):
+    """A folder collection with 6 DL20 queries and their BM25 top-12, the RankVicuna ranking of those."""
+    root = tmp_path_factory.mktemp("tiny-pipeline")
+    data = root / "data"
+    data.mkdir()
+    bm25 = read_run(dl20 / "bm25-top100.run", depth=DEPTH)
+    qids = sorted(bm25)[:N_QUERIES]
+    bm25 = {q: bm25[q] for q in qids}
+    docids = {d for q in qids for d, _ in bm25[q]}
+    teacher_full = read_run(dl20 / "rankvicuna-7b.run")
+    teacher = {q: [(d, s) for d, s in teacher_full[q] if d in {x for x, _ in bm25[q]}] for q in qids}
+    queries = dict(line.split("\t", 1) for line in (dl20 / "queries.tsv").read_text().splitlines())
+    (data / "queries.tsv").write_text("".join(f"{q}\t{queries[q]}\n" for q in qids))
+    with (data / "corpus.tsv").open("w") as handle:
+        for line in (dl20 / "passages.tsv").read_text().splitlines():
+            if line.split("\t", 1)[0] in docids:
+                handle.write(line + "\n")
+    qrels = read_qrels(dl20 / "qrels.txt")
+    write_qrels({q: qrels[q] for q in qids}, data / "qrels.txt")
+    write_run(bm25, root / "bm25.run", tag="bm25")
+    write_run(teacher, root / "teacher.run", tag="teacher")
+    model = tiny_encoder_dir(root / "tiny-model")
+    return root, data, model
+
+
+def config(root: Path, data: Path, model: Path, loss: str) -> Path:
+    cfg = {
+        "name": "tiny",
+        "output": str(root / "out"),
+        "seed": 0,
+        "train": {
+            "dataset": str(data),
+            "first_stage": {"run": str(root / "bm25.run")},
+            "teacher": {"run": str(root / "teacher.run")},
+            "model": str(model),
+            "stages": [{"name": "distill", "loss": loss, "sample_size": 8, "depth": DEPTH, "epochs": 1,
+                        "learning_rate": 1e-3, "max_passage_length": 48}],
+        },
+        "evaluate": {"cross_validation": 2, "depth": DEPTH, "measures": ["nDCG@10", "AP(rel=2)"]},
+    }
+    path = root / f"config-{loss}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_tiny_pipeline_end_to_end_then_skips_then_reruns_only_what_changed(tiny_setup):
+    root, data, model = tiny_setup
+    first = pipeline(config(root, data, model, "ranknet"))
+    assert first.skipped == []
+    kinds = sorted({s.split(":")[0] for s in first.ran})
+    assert kinds == ["build", "evaluate", "rerank", "teach", "train"]  # teach: the zero-shot backbone baseline
+    student = read_run(root / "out" / "eval" / "cv" / "student.run")
+    bm25 = read_run(root / "bm25.run")
+    assert sorted(student) == sorted(bm25)
+    for qid, docs in student.items():  # the student re-ranks exactly the candidates
+        assert sorted(d for d, _ in docs) == sorted(d for d, _ in bm25[qid])
+    metrics = json.loads((root / "out" / "eval" / "cv" / "metrics.json").read_text())
+    assert list(metrics["runs"]) == ["bm25", "zero-shot", "teacher", "student"]
+    zero_shot = read_run(root / "out" / "eval" / "cv" / "zero-shot" / "teacher.run")
+    for qid, docs in zero_shot.items():  # the untrained backbone re-ranks the same candidates
+        assert sorted(d for d, _ in docs) == sorted(d for d, _ in bm25[qid])
+    assert "zero-shot backbone" in (root / "out" / "report" / "cv" / "report.md").read_text()
+    report = root / "out" / "report" / "cv" / "report.html"
+    assert report.exists() and "data:image/png;base64" in report.read_text()
+    manifest = json.loads(next((root / "out" / "manifests").glob("train__fold1__distill.json")).read_text())
+    assert manifest["versions"]["torch"] and manifest["fingerprint"]["inputs"]
+
+    again = pipeline(config(root, data, model, "ranknet"))
+    assert again.ran == [] and len(again.skipped) == len(first.ran)
+
+    changed = pipeline(config(root, data, model, "kl"))
+    assert sorted({s.split(":")[0] for s in changed.ran}) == ["evaluate", "rerank", "train"]
+    assert sorted({s.split(":")[0] for s in changed.skipped}) == ["build", "teach"]
+
+    forced = pipeline(config(root, data, model, "kl"), from_stage="rerank")
+    assert sorted({s.split(":")[0] for s in forced.ran}) == ["evaluate", "rerank"]

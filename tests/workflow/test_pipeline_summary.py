@@ -1,0 +1,23 @@
+"""The terminal summary's per-fold table: fold means from metrics.json's per-query values."""
+
+from __future__ import annotations
+
+import pytest
+
+from rankdistill.workflow.runner import fold_means, fold_table
+
+
+def test_fold_means_average_each_folds_test_queries():
+    summary = {
+        "measures": ["nDCG@10"],
+        "runs": {
+            "bm25": {"per_query": {"nDCG@10": {"a": 0.5, "b": 0.25, "c": 1.0}}},
+            "student": {"per_query": {"nDCG@10": {"a": 0.75, "c": 0.5}}},  # b missing from the run: counts 0
+        },
+    }
+    folds = {"fold1": ["a", "b"], "fold2": ["c"]}
+    means = fold_means(summary, folds, "nDCG@10")
+    assert means["bm25"] == {"fold1": pytest.approx(0.375), "fold2": pytest.approx(1.0)}
+    assert means["student"] == {"fold1": pytest.approx(0.375), "fold2": pytest.approx(0.5)}
+    table = fold_table(summary, folds)
+    assert [c.header for c in table.columns] == ["run", "fold1 (2 q)", "fold2 (1 q)"]
