@@ -12,9 +12,9 @@ is not a finished index). The folder is built under a temporary name and renamed
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rankdistill.data.trec import Run, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.util.files import atomic_write
-from rankdistill.data.trec import Run, write_run
+
+log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
 META_NAME = "rankdistill-index.json"
@@ -79,7 +81,7 @@ def corpus_identity(corpus) -> str:
 
 def default_index_dir(identity: str, *, k1: float, b: float, method: str, stemmer: str) -> Path:
     """``cache_dir()/bm25/<hash>``: one folder per corpus and parameter set."""
-    from rankdistill.data.collection import cache_dir
+    from rankdistill.data.corpus import cache_dir
 
     key = json.dumps([identity, k1, b, method, stemmer, "en", INDEX_FORMAT])
     return cache_dir() / "bm25" / hashlib.sha1(key.encode()).hexdigest()[:16]
@@ -125,7 +127,7 @@ class BM25Index:
         """
         import bm25s
 
-        from rankdistill.util.progress import console, make_progress
+        from rankdistill.util.progress import make_progress, status
 
         if method not in METHODS:
             raise RankdistillError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
@@ -157,7 +159,7 @@ class BM25Index:
             seen.clear()
             if not token_ids:
                 raise RankdistillError("the corpus has no documents; nothing to index")
-            with console.status("BM25 weights", spinner="dots") if show_progress else contextlib.nullcontext():
+            with status("BM25 weights", disable=not show_progress):
                 model = bm25s.BM25(k1=k1, b=b, method=method)
                 model.index((token_ids, tok.get_vocab_dict()), show_progress=False)
                 del token_ids
@@ -232,7 +234,7 @@ class BM25Index:
             if differ:
                 raise RankdistillError(
                     f"{directory}: this index was built with {differ}, not {({k: wanted[k] for k in differ})}; "
-                    "pass another --index folder (or none, to use the cache)"
+                    "give another index_dir (or none, to use the cache)"
                 )
             return index, False
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -329,7 +331,6 @@ def retrieve(
     Anserini's defaults.
     """
     from rankdistill.data.collection import load_collection
-    from rankdistill.util.progress import console
 
     if k < 1:
         raise RankdistillError(f"k must be at least 1, not {k}")
@@ -340,9 +341,9 @@ def retrieve(
     if query_map is not None:
         collection.queries = query_map
     if collection.corpus is None:
-        raise RankdistillError(f"collection {collection.name} has no corpus to index; pass --corpus FILE or a dataset with documents")
+        raise RankdistillError(f"collection {collection.name} has no corpus to index; give corpus (a file) or a dataset with documents")
     if not collection.queries:
-        raise RankdistillError(f"collection {collection.name} has no queries; pass --queries FILE")
+        raise RankdistillError(f"collection {collection.name} has no queries; give queries (a file)")
     started = time.perf_counter()
     index, built = BM25Index.open(
         collection.corpus, index_dir, k1=k1, b=b, method=method, stemmer=stemmer, show_progress=show_progress
@@ -352,11 +353,8 @@ def retrieve(
     run = index.search(collection.queries, k=k, show_progress=show_progress)
     search_seconds = time.perf_counter() - started
     path = write_run(run, output, tag=tag)
-    if show_progress:
-        verb = "built" if built else "loaded"
-        console.print(
-            f"BM25 index {verb} in {index_seconds:.2f} s ({len(index):,} documents, {index.directory}); "
-            f"searched {len(run):,} queries in {search_seconds:.2f} s",
-            highlight=False,
-        )
+    log.info(
+        "BM25 index %s in %.2f s (%s documents, %s); searched %s queries in %.2f s", "built" if built else "loaded",
+        index_seconds, f"{len(index):,}", index.directory, f"{len(run):,}", search_seconds,
+    )
     return path

@@ -30,8 +30,24 @@ for _verb in VERBS:
 err_console = Console(stderr=True)
 
 
+def _show_library_logs() -> None:
+    """rankdistill's INFO logs (what ran and how long, fallbacks, retries) as plain lines on stderr."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("rankdistill")
+    if not any(getattr(h, "_rankdistill_cli", False) for h in logger.handlers):
+        handler = RichHandler(console=err_console, show_time=False, show_path=False, show_level=False,
+                              markup=False, rich_tracebacks=False)
+        handler._rankdistill_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one red line and exit code 2, never a traceback."""
+    _show_library_logs()
     try:
         # without standalone mode typer returns the exit code of typer.Exit, and turns Ctrl-C into Exit(130)
         code = app(args=argv, standalone_mode=False)

@@ -99,7 +99,7 @@ def test_default_index_goes_to_the_cache_keyed_by_parameters(tiny, tmp_path):
     corpus, _ = tiny
     import json
 
-    from rankdistill.data.collection import SqliteCorpus, cache_dir
+    from rankdistill.data.corpus import SqliteCorpus, cache_dir
     from rankdistill.bm25 import corpus_identity, default_index_dir
 
     retrieve(queries={"q": "cat"}, corpus=corpus, output=tmp_path / "a.run", show_progress=False)

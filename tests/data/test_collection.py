@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from rankdistill.data.collection import MissingDocumentError, fix_msmarco_encoding, load_collection
+from rankdistill.data.collection import load_collection
+from rankdistill.data.corpus import MissingDocumentError
+from rankdistill.data.formats import fix_msmarco_encoding
 from rankdistill.errors import InputFormatError, RankdistillError
 
 

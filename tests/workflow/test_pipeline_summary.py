@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rankdistill.workflow.runner import fold_means, fold_table
+from rankdistill.commands.pipeline import fold_table
+from rankdistill.workflow.runner import fold_means
 
 
 def test_fold_means_average_each_folds_test_queries():

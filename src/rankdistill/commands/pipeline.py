@@ -1,11 +1,14 @@
-"""``rankdistill pipeline CONFIG.yaml``."""
+"""``rankdistill pipeline CONFIG.yaml``: the stages as configured, with their progress and the summary tables."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+
+EVENT_STYLES = {"plan": "cyan", "up to date": "green", "running": "bold cyan", "missing": "yellow", "note": ""}
 
 
 def pipeline_command(
@@ -17,9 +20,52 @@ def pipeline_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the stages without running them.")] = False,
 ) -> None:
     """Run retrieve, teach, build, train, rerank and evaluate as configured; up-to-date stages are skipped."""
-    from rankdistill.workflow.runner import pipeline, print_summary
+    from rankdistill.errors import RankdistillError
+    from rankdistill.workflow.runner import STAGE_KINDS, pipeline
 
-    print_summary(pipeline(config, from_stage=from_stage, dry_run=dry_run))
+    if from_stage is not None and from_stage not in STAGE_KINDS:
+        raise RankdistillError(f"--from {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
+
+    err = Console(stderr=True)
+
+    def show(event: str, text: str) -> None:
+        style = EVENT_STYLES.get(event, "")
+        label = f"[{style}]{event}[/]" if style else ""
+        err.print(f"{label} {text}".strip(), highlight=False, soft_wrap=True)
+
+    print_summary(pipeline(config, from_stage=from_stage, dry_run=dry_run, on_event=show))
+
+
+def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
+    """The first measure per fold: each fold's student was trained on the other folds' queries."""
+    from rich.table import Table
+
+    from rankdistill.workflow.runner import fold_means
+
+    measure = summary["measures"][0]
+    means = fold_means(summary, folds, measure)
+    table = Table(title=f"{measure} per fold (test queries of each fold)")
+    table.add_column("run", style="bold")
+    for fold, qids in folds.items():
+        table.add_column(f"{fold} ({len(qids)} q)", justify="right")
+    for run, values in means.items():
+        table.add_row(run, *(f"{values[f]:.4f}" for f in folds))
+    return table
+
+
+def print_summary(result) -> None:
+    """Each evaluation set's table (and per-fold means under cross-validation), then what ran and the report."""
+    from rankdistill.evaluation.metrics import rich_table
+
+    out = Console()
+    for name, summary in result.metrics.items():
+        if summary:
+            out.print(rich_table(summary, title=f"{name}: BM25 / zero-shot backbone / teacher / student"))
+            if name == "cv" and result.folds:
+                out.print(fold_table(summary, result.folds))
+    out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
+    if result.report:
+        out.print(f"report: {result.report}")
 
 
 def register(app: typer.Typer) -> None:

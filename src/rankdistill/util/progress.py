@@ -1,7 +1,12 @@
-"""Progress bars with rate and ETA for every stage slower than a few seconds (rich)."""
+"""Progress bars with rate and ETA for every stage slower than a few seconds (rich).
+
+The one place outside the command layer that draws on the terminal: bars and spinners go to stderr, so stdout
+stays clean for results, and each takes ``disable`` so library callers can keep quiet.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -42,3 +47,13 @@ def track(iterable: Iterable[T], description: str, total: int | None = None, dis
         for item in iterable:
             yield item
             progress.advance(task)
+
+
+@contextlib.contextmanager
+def status(description: str, disable: bool = False) -> Iterator[None]:
+    """A spinner for a step whose length is unknown (e.g. a library call without its own progress)."""
+    if disable:
+        yield
+        return
+    with console.status(description, spinner="dots"):
+        yield

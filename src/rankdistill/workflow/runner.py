@@ -8,6 +8,7 @@ still there, is skipped; so changing only the loss re-runs train, rerank and eva
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import time
@@ -16,16 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from rankdistill.workflow.config import EvalSetConfig, FirstStageConfig, PipelineConfig, TeacherConfig, TrainStageConfig, load_config
+from rankdistill.data.trec import read_run, write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.util.files import atomic_write
+from rankdistill.workflow.config import (
+    EvalSetConfig,
+    FirstStageConfig,
+    PipelineConfig,
+    TeacherConfig,
+    TrainStageConfig,
+    load_config,
+)
 from rankdistill.workflow.manifest import Stage
-from rankdistill.data.trec import read_run, write_qrels, write_run
 
 STAGE_KINDS = ("retrieve", "teach", "build", "train", "rerank", "evaluate")
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
+
+# What the runner reports as it goes: (event, text); events are "plan", "up to date", "running", "missing", "note".
+# The command layer shows them in the terminal; the library logs them (DEBUG) and passes them to ``on_event``.
+EventHandler = Callable[[str, str], None]
 
 
 @dataclass
@@ -58,8 +68,9 @@ def folds_of(qids: list[str], k: int, seed: int) -> list[list[str]]:
 
 
 class _Runner:
-    def __init__(self, config: PipelineConfig, from_stage: str | None, dry_run: bool):
+    def __init__(self, config: PipelineConfig, from_stage: str | None, dry_run: bool, on_event: EventHandler | None = None):
         self.config = config
+        self.on_event = on_event
         self.root = Path(config.output)
         self.dry_run = dry_run
         self.force = set(STAGE_KINDS[STAGE_KINDS.index(from_stage) :]) if from_stage else set()
@@ -69,18 +80,23 @@ class _Runner:
         self.resuming = False  # set per stage by run()
         self.stage_data: dict[str, Path] = {}  # stage name -> its own distillation set (built once, fold-free)
 
+    def notify(self, event: str, text: str) -> None:
+        log.debug("%s %s", event, text)
+        if self.on_event is not None:
+            self.on_event(event, text)
+
     def run(self, stage: Stage, action: Callable[[], dict[str, Any] | None]) -> None:
         if self.dry_run:
-            console.print(f"[cyan]plan[/] {stage.id}: {', '.join(str(p) for p in stage.outputs)}")
+            self.notify("plan", f"{stage.id}: {', '.join(str(p) for p in stage.outputs)}")
             self.result.ran.append(stage.id)
             return
         if stage.kind not in self.force and stage.is_current(self.root):
-            console.print(f"[green]up to date[/] {stage.id}")
+            self.notify("up to date", stage.id)
             self.result.skipped.append(stage.id)
             saved = json.loads(stage.manifest_path(self.root).read_text())
             self.stats[stage.id] = saved.get("stats", {})
             return
-        console.print(f"[bold cyan]running[/] {stage.id}")
+        self.notify("running", stage.id)
         # an earlier run that began this stage with the same config and inputs and never finished it
         started = self._started_path(stage)
         fingerprint = stage.fingerprint()
@@ -180,7 +196,7 @@ def _check_file(r: _Runner, key: str, path: Path) -> None:
     if path.is_file():
         return
     if r.dry_run:
-        console.print(f"[yellow]missing[/] {key}: {path} (download it before the real run)")
+        r.notify("missing", f"{key}: {path} (download it before the real run)")
         r.missing.append(str(path))
         return
     raise RankdistillError(f"{key}: {path} does not exist")
@@ -270,10 +286,8 @@ def _stage_data(r: _Runner, s: TrainStageConfig, excluded: set[str]) -> Path:
     if not r.dry_run:
         run = read_run(fs)
         kept = [q for q in run if q not in excluded]
-        console.print(
-            f"stage {s.name}: removed {len(run) - len(kept)} evaluated queries from {dcfg.dataset}, "
-            f"{len(kept)} left for distillation", highlight=False,
-        )
+        r.notify("note", f"stage {s.name}: removed {len(run) - len(kept)} evaluated queries from {dcfg.dataset}, "
+                         f"{len(kept)} left for distillation")
         if not kept:
             raise RankdistillError(
                 f"train.stages.{s.name}.data: every query of {dcfg.dataset} is evaluated; give a dataset with other queries"
@@ -490,10 +504,11 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
     return {}
 
 
-def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False) -> PipelineResult:
+def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,
+                 on_event: EventHandler | None = None) -> PipelineResult:
     if from_stage is not None and from_stage not in STAGE_KINDS:
-        raise RankdistillError(f"--from {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
-    r = _Runner(config, from_stage, dry_run)
+        raise RankdistillError(f"from_stage {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
+    r = _Runner(config, from_stage, dry_run, on_event)
     r.root.mkdir(parents=True, exist_ok=True)
     (r.root / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     tcfg = config.train
@@ -566,10 +581,26 @@ def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[s
     return _evaluate_and_report(r, s.name, s.dataset, systems, None)
 
 
-def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False) -> PipelineResult:
-    """Run (or, with ``dry_run``, validate and plan) the whole pipeline of a YAML config."""
+def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,
+             on_event: EventHandler | None = None) -> PipelineResult:
+    """Run every stage of a pipeline config, skipping those whose outputs are up to date.
+
+    Args:
+        config: a pipeline YAML file (relative paths in it are taken relative to the file) or a validated
+            :class:`~rankdistill.workflow.config.PipelineConfig`.
+        from_stage: re-run this stage kind and every later one (``retrieve``, ``teach``, ``build``, ``train``,
+            ``rerank``, ``evaluate``) even when up to date.
+        dry_run: validate the config, check inputs and plan the stages without running any.
+        on_event: called with ``(event, text)`` as stages are planned, skipped and run (also logged at DEBUG).
+
+    Returns:
+        A :class:`PipelineResult`: stages run and skipped, metrics per evaluation set, folds, the report's path.
+
+    Raises:
+        RankdistillError: a bad config key, a missing input, or a stage's own user-facing error.
+    """
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
-    return run_pipeline(cfg, from_stage=from_stage, dry_run=dry_run)
+    return run_pipeline(cfg, from_stage=from_stage, dry_run=dry_run, on_event=on_event)
 
 
 def fold_means(summary: dict[str, Any], folds: dict[str, list[str]], measure: str) -> dict[str, dict[str, float]]:
@@ -579,32 +610,3 @@ def fold_means(summary: dict[str, Any], folds: dict[str, list[str]], measure: st
         per_query = entry.get("per_query", {}).get(measure, {})
         out[run] = {fold: sum(per_query.get(q, 0.0) for q in qids) / max(1, len(qids)) for fold, qids in folds.items()}
     return out
-
-
-def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
-    """The first measure per fold: each fold's student was trained on the other folds' queries."""
-    from rich.table import Table
-
-    measure = summary["measures"][0]
-    means = fold_means(summary, folds, measure)
-    table = Table(title=f"{measure} per fold (test queries of each fold)")
-    table.add_column("run", style="bold")
-    for fold, qids in folds.items():
-        table.add_column(f"{fold} ({len(qids)} q)", justify="right")
-    for run, values in means.items():
-        table.add_row(run, *(f"{values[f]:.4f}" for f in folds))
-    return table
-
-
-def print_summary(result: PipelineResult) -> None:
-    from rankdistill.evaluation.metrics import rich_table
-
-    out = Console()
-    for name, summary in result.metrics.items():
-        if summary:
-            out.print(rich_table(summary, title=f"{name}: BM25 / zero-shot backbone / teacher / student"))
-            if name == "cv" and result.folds:
-                out.print(fold_table(summary, result.folds))
-    out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
-    if result.report:
-        out.print(f"report: {result.report}")
