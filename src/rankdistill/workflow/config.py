@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rankdistill.errors import RankdistillError
-from rankdistill.util.config import read_yaml_mapping, validate
+from rankdistill.modeling.backbones import SHORT_NAME_SOURCES
+from rankdistill.util.config import read_yaml_mapping, resolve_dataset, resolve_path, resolve_paths, validate
 
 
 class _Strict(BaseModel):
@@ -208,30 +209,14 @@ def load_config(path: str | Path) -> PipelineConfig:
 
 
 def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
-    def fix(value):
-        if isinstance(value, Path) and not value.is_absolute():
-            return (base / value).resolve()
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                setattr(value, name, fix(getattr(value, name)))
-            return value
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
-    def fix_dataset(spec: str) -> str:
-        if spec.startswith("irds:"):
-            return spec
-        candidate = base / spec
-        return str(candidate.resolve()) if not Path(spec).is_absolute() else spec
-
-    fix(config)
-    config.train.dataset = fix_dataset(config.train.dataset)
+    """Paths and dataset folders in the file are relative to the file; ``irds:`` ids and model names stay as they are."""
+    resolve_paths(config, base)
+    config.train.dataset = resolve_dataset(config.train.dataset, base)
     for stage in config.train.stages:
         if stage.data is not None:
-            stage.data.dataset = fix_dataset(stage.data.dataset)
+            stage.data.dataset = resolve_dataset(stage.data.dataset, base)
     for s in config.evaluate.sets:
-        s.dataset = fix_dataset(s.dataset)
-    if config.train.model not in ("minilm-l6",) and (base / config.train.model).exists():
-        config.train.model = str((base / config.train.model).resolve())
+        s.dataset = resolve_dataset(s.dataset, base)
+    if config.train.model not in SHORT_NAME_SOURCES and (base / config.train.model).exists():
+        config.train.model = resolve_path(config.train.model, base)
     return config
