@@ -36,10 +36,12 @@ def teach_command(
     ctx: typer.Context,
     config: ConfigOpt = None,
     run: Annotated[
-        Optional[Path], typer.Option("--run", help="First-stage TREC run whose top candidates are re-ranked (required, here or in --config).")
+        Optional[Path],
+        typer.Option("--run", help="First-stage TREC run whose top candidates are re-ranked (required, here or in --config)."),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Folder for teacher.run, stats.json, cache.sqlite (required, here or in --config).")
+        Optional[Path],
+        typer.Option("--output", "-o", help="Folder for teacher.run, stats.json, cache.sqlite (required, here or in --config)."),
     ] = None,
     dataset: DatasetOpt = None,
     queries: QueriesOpt = None,
