@@ -8,7 +8,6 @@ encoded once however many queries retrieved it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rankdistill.data.collection import Collection
 from rankdistill.data.trec import Run, write_run
 from rankdistill.errors import RankdistillError
-from rankdistill.teacher.outputs import RUN_NAME, STATS_NAME, TeachResult
-from rankdistill.util.files import atomic_write
+from rankdistill.teacher.outputs import RUN_NAME, TeachResult, write_stats
 from rankdistill.util.progress import make_progress
 
 CHUNK = 256  # texts per encode call: the progress bar advances per chunk
@@ -137,8 +135,5 @@ def teach_embedding(
         "unique_passages": len(unique), "seconds": round(seconds, 3),
         "pairs_per_s": round(pairs / seconds, 3) if seconds > 0 else None, "wall_time_s": round(seconds, 3),
     }
-    stats_path = output / STATS_NAME
-    with atomic_write(stats_path) as handle:
-        json.dump(stats, handle, indent=2)
-        handle.write("\n")
+    stats_path = write_stats(stats, output)
     return TeachResult(run_path=Path(run_path), stats_path=stats_path, run=teacher_run, stats=stats)

@@ -26,11 +26,10 @@ from rankdistill.data.trec import Run, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.teacher.backends.base import Backend, Generation
 from rankdistill.teacher.cache import TeacherCache
-from rankdistill.teacher.outputs import CACHE_NAME, RUN_NAME, STATS_NAME, TeachResult
+from rankdistill.teacher.outputs import CACHE_NAME, RUN_NAME, TeachResult, write_stats
 from rankdistill.teacher.parse import format_permutation, parse_permutation
 from rankdistill.teacher.prompts import Prompt, build_prompt
 from rankdistill.teacher.windows import window_spans
-from rankdistill.util.files import atomic_write
 from rankdistill.util.progress import make_progress
 
 REPAIR_KINDS = ("duplicate", "out_of_range", "missing", "garbage")  # the parser's repairs, as stats.json lists them
@@ -309,9 +308,5 @@ def teach_listwise(
         engine.close()
     run = teacher_run(states)
     run_path = write_run(run, output / RUN_NAME, tag or f"teacher-{settings.prompt}")
-    final_stats(stats, states, engine, started)
-    stats_path = output / STATS_NAME
-    with atomic_write(stats_path) as handle:
-        json.dump(stats, handle, indent=2)
-        handle.write("\n")
+    stats_path = write_stats(final_stats(stats, states, engine, started), output)
     return TeachResult(run_path=Path(run_path), stats_path=stats_path, run=run, stats=stats)
