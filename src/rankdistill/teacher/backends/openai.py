@@ -64,8 +64,8 @@ class OpenAIOptions(BaseModel):
     timeout: float = Field(60.0, gt=0, description="Seconds one request may take, all of it.")
     max_retries: int = Field(6, ge=0, description="Retries per window on 429, 5xx, timeouts and malformed answers.")
     temperature: float = Field(0.0, description="Sampling temperature sent with each request (0: greedy).")
-    backoff_base: float = Field(0.5, gt=0, description="First retry's backoff ceiling in seconds; doubles each retry.")
-    backoff_max: float = Field(30.0, gt=0, description="Cap on one backoff ceiling, in seconds.")
+    backoff_base: float = Field(0.5, ge=0, description="First retry's backoff ceiling in seconds; doubles each retry.")
+    backoff_max: float = Field(30.0, ge=0, description="Cap on one backoff ceiling, in seconds.")
     seed: int | None = Field(None, description="Seed of the backoff jitter (timing only, never results).")
 
     @field_validator("base_url")
