@@ -8,9 +8,10 @@ import pytest
 
 from rankdistill.cli import main
 from rankdistill.data.trec import read_run, write_run
-from rankdistill.teacher.backends.hf import HFBackend
+from rankdistill.teacher.backends.hf import HFBackend, HFOptions
 from rankdistill.teacher.prompts import build_prompt
-from rankdistill.teacher.teach import teach, window_spans
+from rankdistill.teacher.teach import teach
+from rankdistill.teacher.windows import window_spans
 from helpers.tiny_lm import tiny_causal_lm_dir
 
 TOPICS = ["water", "records", "hotel", "river", "price"]
@@ -98,7 +99,7 @@ def test_first_token_ranking_matches_unbatched_logits(tiny_lm):
     """Batched, left-padded first-token ranking = the logits of a single unpadded forward pass."""
     import torch
 
-    backend = HFBackend(str(tiny_lm), device="cpu", batch_size=2)
+    backend = HFBackend(str(tiny_lm), HFOptions(device="cpu", batch_size=2))
     prompts = [
         build_prompt("rankzephyr", "what is water", ["water is wet", "fish swim in rivers", "the sky"], max_passage_words=None),
         build_prompt("rankzephyr", "q", ["a much longer passage " * 8, "b", "c", "d"], max_passage_words=None),

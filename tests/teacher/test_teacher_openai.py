@@ -28,7 +28,8 @@ from helpers.fake_llm_server import (  # noqa: E402
 )
 
 from rankdistill.errors import RankdistillError  # noqa: E402
-from rankdistill.teacher.backends.openai import OpenAIBackend, backoff_delay, parse_retry_after  # noqa: E402
+from rankdistill.teacher.backends import make_backend  # noqa: E402
+from rankdistill.teacher.backends.openai import OpenAIBackend, OpenAIOptions, backoff_delay, parse_retry_after  # noqa: E402
 from rankdistill.teacher.prompts import build_prompt  # noqa: E402
 
 KEY_ENV = "RANKDISTILL_TEST_LLM_KEY"
@@ -39,6 +40,10 @@ def secret_key(monkeypatch) -> str:
     key = "sk-test-" + secrets.token_hex(16)
     monkeypatch.setenv(KEY_ENV, key)
     return key
+
+
+def _openai(model: str, base_url: str, **options) -> OpenAIBackend:
+    return OpenAIBackend(model, OpenAIOptions(base_url=base_url, **options))
 
 
 def _prompts(qid: str, groups: list[list[str]], template: str = "rankzephyr"):
@@ -89,12 +94,14 @@ def test_backoff_is_exponential_with_full_jitter_and_retry_after_is_a_floor():
 
 
 def test_bad_options_are_one_line_errors():
-    with pytest.raises(RankdistillError, match="--base-url"):
-        OpenAIBackend("m", "127.0.0.1:8000/v1")
-    with pytest.raises(RankdistillError, match="--concurrency"):
-        OpenAIBackend("m", "http://127.0.0.1:1/v1", concurrency=0)
-    with pytest.raises(RankdistillError, match="--first-token"):
-        OpenAIBackend("m", "http://127.0.0.1:1/v1").generate(_prompts("q", [["a", "b"]]), print, max_new_tokens=8, first_token=True)
+    with pytest.raises(RankdistillError, match=r"^options.base_url: must be an http\(s\) URL .*'127.0.0.1:8000/v1'"):
+        make_backend("openai", "m", options={"base_url": "127.0.0.1:8000/v1"})
+    with pytest.raises(RankdistillError, match=r"^options.concurrency: Input should be greater than or equal to 1 \(got 0\)$"):
+        make_backend("openai", "m", options={"base_url": "http://127.0.0.1:1/v1", "concurrency": 0})
+    with pytest.raises(RankdistillError, match="^options.base_url: required key is missing$"):
+        make_backend("openai", "m", options={})
+    with pytest.raises(RankdistillError, match="first_token"):
+        _openai("m", "http://127.0.0.1:1/v1").generate(_prompts("q", [["a", "b"]]), print, max_new_tokens=8, first_token=True)
 
 
 # -- the backend alone against the fake server -----------------------------------------------------------
@@ -108,7 +115,7 @@ def test_backend_survives_429_500_hang_trickle_drop_and_malformed(tmp_path, secr
               9: "trickle"}
     with FakeLLMServer(tmp_path / "log.jsonl", faults=faults, expected_key=secret_key, hang_seconds=10) as server:
         # max_retries > number of faults: whichever windows the faults land on, none runs out of retries
-        backend = OpenAIBackend("fake-ranker", server.base_url, api_key_env=KEY_ENV, concurrency=2, timeout=0.6,
+        backend = _openai("fake-ranker", server.base_url, api_key_env=KEY_ENV, concurrency=2, timeout=0.6,
                                 max_retries=10, backoff_base=0.02, backoff_max=0.2, seed=0)
         started = time.monotonic()
         got = _collect(backend, prompts, max_new_tokens=33)
@@ -141,7 +148,7 @@ def test_backend_survives_429_500_hang_trickle_drop_and_malformed(tmp_path, secr
 def test_concurrency_is_bounded_and_used(tmp_path):
     groups = [[f"c{g}{k}" for k in range(3)] for g in range(8)]
     with FakeLLMServer(tmp_path / "log.jsonl", delay=0.15) as server:
-        backend = OpenAIBackend("m", server.base_url, concurrency=3)
+        backend = _openai("m", server.base_url, concurrency=3)
         started = time.monotonic()
         got = _collect(backend, _prompts("q2", groups))
         elapsed = time.monotonic() - started
@@ -158,7 +165,7 @@ def test_generate_works_inside_a_running_event_loop_and_close_stops_its_thread(t
 
     groups = [["n1", "n2", "n3"], ["n4", "n5", "n6"]]
     with FakeLLMServer(tmp_path / "log.jsonl") as server:
-        backend = OpenAIBackend("m", server.base_url)
+        backend = _openai("m", server.base_url)
         caller = []
 
         async def notebook_cell():
@@ -187,7 +194,7 @@ def test_persistently_malformed_answer_becomes_empty_text_and_is_counted(tmp_pat
         return "malformed" if "pzb1" in json.dumps(request["messages"]) else None
 
     with FakeLLMServer(tmp_path / "log.jsonl", faults=faults) as server:
-        backend = OpenAIBackend("m", server.base_url, max_retries=2, backoff_base=0.01, seed=0)
+        backend = _openai("m", server.base_url, max_retries=2, backoff_base=0.01, seed=0)
         got = _collect(backend, prompts)
         backend.close()
         recv = server.records("recv")
@@ -199,7 +206,7 @@ def test_persistently_malformed_answer_becomes_empty_text_and_is_counted(tmp_pat
 
 def test_persistent_server_errors_stop_with_a_clear_error(tmp_path):
     with FakeLLMServer(tmp_path / "log.jsonl", faults=lambda n, r: "500") as server:
-        backend = OpenAIBackend("m", server.base_url, max_retries=2, backoff_base=0.01)
+        backend = _openai("m", server.base_url, max_retries=2, backoff_base=0.01)
         with pytest.raises(RankdistillError) as err:
             _collect(backend, _prompts("q1", [["a", "b"]]))
         backend.close()
@@ -210,7 +217,7 @@ def test_persistent_server_errors_stop_with_a_clear_error(tmp_path):
 def test_connection_refused_is_retried_then_reported(tmp_path):
     with FakeLLMServer(tmp_path / "log.jsonl") as server:
         url = server.base_url  # the port is free again once the server stops
-    backend = OpenAIBackend("m", url, max_retries=1, backoff_base=0.01)
+    backend = _openai("m", url, max_retries=1, backoff_base=0.01)
     with pytest.raises(RankdistillError, match="connection error"):
         _collect(backend, _prompts("q1", [["a", "b"]]))
     backend.close()
@@ -220,7 +227,7 @@ def test_connection_refused_is_retried_then_reported(tmp_path):
 def test_wrong_key_names_the_variable_and_never_shows_the_key(tmp_path, secret_key, caplog):
     caplog.set_level(logging.DEBUG)
     with FakeLLMServer(tmp_path / "log.jsonl", expected_key="sk-the-right-one") as server:
-        backend = OpenAIBackend("m", server.base_url, api_key_env=KEY_ENV, backoff_base=0.01)
+        backend = _openai("m", server.base_url, api_key_env=KEY_ENV, backoff_base=0.01)
         with pytest.raises(RankdistillError) as err:
             _collect(backend, _prompts("q1", [["a", "b"], ["c", "d"]]))
         backend.close()
@@ -235,13 +242,13 @@ def test_wrong_key_names_the_variable_and_never_shows_the_key(tmp_path, secret_k
 def test_missing_key_sends_no_authorization_header(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     with FakeLLMServer(tmp_path / "log.jsonl") as server:
-        backend = OpenAIBackend("m", server.base_url, api_key_env=KEY_ENV)
+        backend = _openai("m", server.base_url, api_key_env=KEY_ENV)
         got = _collect(backend, _prompts("q1", [["a", "b", "c"]]))
         backend.close()
         assert [r["auth"] for r in server.records("recv")] == ["missing"]
     assert got[0].text == _answer(["a", "b", "c"], "q1")
     with FakeLLMServer(tmp_path / "log2.jsonl", expected_key="sk-x") as server:
-        backend = OpenAIBackend("m", server.base_url, api_key_env=KEY_ENV)
+        backend = _openai("m", server.base_url, api_key_env=KEY_ENV)
         with pytest.raises(RankdistillError, match=f"\\${KEY_ENV} is not set"):
             _collect(backend, _prompts("q1", [["a", "b"]]))
         backend.close()
@@ -249,12 +256,12 @@ def test_missing_key_sends_no_authorization_header(tmp_path, monkeypatch):
 
 def test_other_4xx_names_status_and_server_message(tmp_path):
     with FakeLLMServer(tmp_path / "log.jsonl") as server:
-        backend = OpenAIBackend("m", server.base_url + "/nowhere")
-        with pytest.raises(RankdistillError, match=r"HTTP 404 \(no route /v1/nowhere/chat/completions\).*--base-url"):
+        backend = _openai("m", server.base_url + "/nowhere")
+        with pytest.raises(RankdistillError, match=r"HTTP 404 \(no route /v1/nowhere/chat/completions\).*base_url"):
             _collect(backend, _prompts("q1", [["a", "b"]]))
         backend.close()
         # a prompt without the markers the fake server needs: it answers 400 with a message
-        backend = OpenAIBackend("m", server.base_url)
+        backend = _openai("m", server.base_url)
         plain = [build_prompt("rankgpt", "no marker", ["one", "two"], max_passage_words=None)]
         with pytest.raises(RankdistillError, match=r"HTTP 400: prompt has no qz/pz markers"):
             _collect(backend, plain)

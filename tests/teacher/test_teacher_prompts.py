@@ -10,7 +10,7 @@ from rankdistill.errors import RankdistillError
 from rankdistill.data.trec import read_run
 from rankdistill.teacher.backends.replay import normalize_prompt
 from rankdistill.teacher.prompts import build_prompt, replace_number
-from rankdistill.teacher.teach import window_spans
+from rankdistill.teacher.windows import window_spans
 
 
 def test_window_spans_follow_rank_llm():

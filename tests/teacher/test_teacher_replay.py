@@ -76,7 +76,7 @@ def test_exact_mode_reports_where_the_closest_prompt_differs(dl20, tmp_path):
         teach(dl20 / "bm25-top100.run", dataset=dl20, output=tmp_path, backend="replay", replay_match="exact",
               replay_file=dl20 / RESPONSES, prompt="rankvicuna", depth=20, progress=False)
     message = str(info.value)
-    assert "no recorded prompt matches (exact)" in message and "--replay-match normalized" in message
+    assert "no recorded prompt matches (exact)" in message and "replay_match normalized" in message
     assert "first differs at line 12, column 50" in message  # the Etruscans passage (non-Latin mojibake)
     assert "Tyrrh" in message
 

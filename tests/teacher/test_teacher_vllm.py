@@ -70,9 +70,9 @@ def tiny_lm(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hf_backend(tiny_lm):
     """The hf backend on the same model: the reference for which tokens the vllm backend must send."""
-    from rankdistill.teacher.backends.hf import HFBackend
+    from rankdistill.teacher.backends.hf import HFBackend, HFOptions
 
-    return HFBackend(str(tiny_lm), device="cpu")
+    return HFBackend(str(tiny_lm), HFOptions(device="cpu"))
 
 
 @dataclass
@@ -143,7 +143,7 @@ def _prompts(k: int, n: int, template: str = "rankzephyr"):
 
 
 def test_glue_one_engine_one_batched_greedy_call_with_hf_tokens(fake_vllm, tiny_lm, hf_backend):
-    backend = make_backend("vllm", model=str(tiny_lm), tensor_parallel_size=2, dtype="bfloat16")
+    backend = make_backend("vllm", str(tiny_lm), options={"tensor_parallel_size": 2, "dtype": "bfloat16"})
     (engine,) = fake_vllm.engines
     assert engine.kwargs["model"] == str(tiny_lm) and engine.kwargs["tensor_parallel_size"] == 2
     assert engine.kwargs["dtype"] == "bfloat16" and backend.model_id == str(tiny_lm)

@@ -1,20 +1,48 @@
 """``rankdistill teach``: listwise LLM re-ranking with a sliding window (hf, vllm, openai or replay), or
-pointwise bi-encoder cosines (embedding)."""
+pointwise bi-encoder cosines (embedding).
+
+Every flag can also come from ``--config FILE.yaml`` (keys are the flag names), and so can any backend option,
+flag or not, under ``options:`` (e.g. ``options: {trust_remote_code: true}``); flags given on the command line
+win over the file, and a backend option given as a flag or top-level key wins over the same key under ``options:``.
+"""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
-from rankdistill.commands._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
+from rankdistill.commands._common import (
+    ConfigOpt,
+    CorpusOpt,
+    DatasetOpt,
+    FixEncodingOpt,
+    QrelsOpt,
+    QueriesOpt,
+    SplitOpt,
+    merge_config,
+)
+
+# flags that are backend options: each goes to the backends whose options model has a key of its name
+OPTION_FLAGS = ("batch_size", "device", "dtype", "base_url", "api_key_env", "concurrency", "timeout", "max_retries",
+                "tensor_parallel_size", "max_model_len", "gpu_memory_utilization")
+PATH_KEYS = ("run", "output", "queries", "corpus", "qrels", "record", "replay_file")
 
 
 def teach_command(
-    run: Annotated[Path, typer.Option("--run", help="First-stage TREC run whose top candidates are re-ranked.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for teacher.run, stats.json, cache.sqlite.")],
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    run: Annotated[
+        Optional[Path],
+        typer.Option("--run", help="First-stage TREC run whose top candidates are re-ranked (required, here or in --config)."),
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Folder for teacher.run, stats.json, cache.sqlite (required, here or in --config)."),
+    ] = None,
     dataset: DatasetOpt = None,
     queries: QueriesOpt = None,
     corpus: CorpusOpt = None,
@@ -54,25 +82,24 @@ def teach_command(
     ] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default teacher-<prompt>).")] = None,
 ) -> None:
-    """Re-rank a run's top candidates with a listwise LLM; resumable (rerun the same command to continue)."""
+    """Re-rank a run's top candidates with a listwise LLM; resumable (rerun the same command to continue).
+
+    In a --config file, any backend option (flag or not) may also go under options:, e.g.
+    options: {trust_remote_code: true}; a flag or top-level key wins over the same key there.
+    """
     from rankdistill.teacher.teach import teach
 
-    per_backend = {
-        "hf": {"batch_size": batch_size, "device": device, "dtype": dtype},
-        "openai": {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "timeout": timeout,
-                   "max_retries": max_retries},
-        "vllm": {"tensor_parallel_size": tensor_parallel_size, "dtype": dtype, "max_model_len": max_model_len,
-                 "gpu_memory_utilization": gpu_memory_utilization},
-        "replay": {},
-        "embedding": {"batch_size": batch_size, "device": device},
-    }
-    options = {k: v for k, v in per_backend.get(backend, {}).items() if v is not None}
+    values = _settings(ctx, config)
     result = teach(
-        run, dataset=dataset, queries=queries, corpus=corpus, qrels=qrels, split=split, fix_encoding=fix_encoding,
-        output=output, backend=backend, model=model, prompt=prompt, depth=depth, window=window, stride=stride,
-        max_passage_words=max_passage_words, first_token=first_token, record=record, replay_file=replay_file,
-        replay_match=replay_match, backend_options=options, max_new_tokens=max_new_tokens, tag=tag,
+        values["run"], dataset=values["dataset"], queries=values["queries"], corpus=values["corpus"],
+        qrels=values["qrels"], split=values["split"], fix_encoding=values["fix_encoding"], output=values["output"],
+        backend=values["backend"], model=values["model"], prompt=values["prompt"], depth=values["depth"],
+        window=values["window"], stride=values["stride"], max_passage_words=values["max_passage_words"],
+        first_token=values["first_token"], record=values["record"], replay_file=values["replay_file"],
+        replay_match=values["replay_match"], backend_options=values["options"], max_new_tokens=values["max_new_tokens"],
+        tag=values["tag"],
     )
+    backend = values["backend"]
     s = result.stats
     err = Console(stderr=True)
     if backend == "embedding":
@@ -88,6 +115,37 @@ def teach_command(
         highlight=False,
     )
     err.print(f"teacher run written to [bold]{result.run_path}[/], stats to [bold]{result.stats_path}[/]", highlight=False)
+
+
+def _settings(ctx: typer.Context, config: Path | None) -> dict[str, Any]:
+    """The flags merged over the --config file, checked, with ``options`` holding the backend's options."""
+    from rankdistill.errors import RankdistillError
+    from rankdistill.teacher.backends import options_model, validate_backend_options
+    from rankdistill.util.config import validate
+
+    flags = {name: value for name, value in ctx.params.items() if name != "config"}
+    merged = merge_config(ctx, config, flags, PATH_KEYS)
+    values = validate(_config_model(), merged, config).model_dump()  # every key, absent ones None
+    for name in ("run", "output"):
+        if values[name] is None:
+            raise RankdistillError(f"missing --{name}: give it here or as '{name}:' in a --config file")
+    fields = options_model(values["backend"]).model_fields
+    given = {name: values[name] for name in OPTION_FLAGS if name in fields and values[name] is not None}
+    where = f"{config}: options" if config is not None else "options"
+    options = {**(values["options"] or {}), **given}
+    validate_backend_options(values["backend"], options, where)  # here, to name the config file in the error
+    values["options"] = options
+    return values
+
+
+def _config_model() -> type:
+    """The --config file's keys: every flag of this command (typed as the flag is) and ``options``."""
+    from pydantic import ConfigDict, create_model
+
+    hints = typing.get_type_hints(teach_command)
+    flags = {name: (hint, None) for name, hint in hints.items() if name not in ("ctx", "config", "return")}
+    return create_model("TeachConfig", __config__=ConfigDict(extra="forbid"),
+                        options=(Optional[dict[str, Any]], None), **flags)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,21 +8,32 @@ encoded once however many queries retrieved it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from rankdistill.data.collection import Collection
-from rankdistill.errors import RankdistillError
-from rankdistill.util.files import atomic_write
-from rankdistill.teacher.outputs import RUN_NAME, STATS_NAME
-from rankdistill.util.progress import make_progress
 from rankdistill.data.trec import Run, write_run
+from rankdistill.errors import RankdistillError
+from rankdistill.teacher.outputs import RUN_NAME, TeachResult, write_stats
+from rankdistill.util.progress import make_progress
 
 CHUNK = 256  # texts per encode call: the progress bar advances per chunk
+
+
+class EmbeddingOptions(BaseModel):
+    """The embedding teacher's options (``backend_options`` of ``teach()``, ``options:`` in a config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(64, ge=1, description="Texts per encode batch.")
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 ...; default: sentence-transformers' choice.")
+    max_length: int | None = Field(
+        None, ge=1, description="Tokens kept per text, special tokens not counted (default: the model's own limit); "
+        "e.g. a student's passage budget, so the baseline reads what the student reads.",
+    )
 
 
 def load_bi_encoder(model: str, device: str | None = None):
@@ -37,7 +48,7 @@ def load_bi_encoder(model: str, device: str | None = None):
     except Exception as exc:  # transformers raises OSError/ValueError/KeyError for folders it cannot read
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RankdistillError(
-            f"--model {model}: {path} is not a sentence-transformers or Hugging Face encoder ({first})"
+            f"model {model}: {path} is not a sentence-transformers or Hugging Face encoder ({first})"
         ) from exc
 
 
@@ -70,22 +81,33 @@ def teach_embedding(
     output: Path,
     model: str,
     depth: int,
-    batch_size: int = 64,
-    device: str | None = None,
-    max_length: int | None = None,
+    options: EmbeddingOptions | None = None,
     tag: str | None = None,
     progress: bool = True,
-) -> tuple[Run, dict[str, Any], Path, Path]:
+) -> TeachResult:
     """Score each query's top-``depth`` candidates by cosine; write ``teacher.run`` and ``stats.json``.
 
-    ``max_length``: cut each text to this many tokens, special tokens not counted (the model's own limit
-    otherwise), e.g. a student's passage budget, so the baseline reads what the student reads.
-    """
+    Args:
+        first_stage: the run whose top candidates are scored; the rest follow in its order.
+        collection: query and passage texts.
+        output: folder for ``teacher.run`` and ``stats.json``.
+        model: a sentence-transformers model: short name (``minilm-l6``), folder or hub id.
+        depth: candidates scored per query.
+        options: batch size, device, token budget (``EmbeddingOptions``' defaults when None).
+        tag: the run's tag (default ``teacher-embedding``).
+        progress: show progress bars.
 
+    Returns:
+        The run and stats, and where they were written.
+
+    Raises:
+        RankdistillError: the model cannot be loaded as an encoder.
+    """
+    options = options or EmbeddingOptions()
     started = time.perf_counter()
-    encoder = load_bi_encoder(model, device)
-    if max_length is not None:
-        encoder.max_seq_length = int(max_length) + encoder.tokenizer.num_special_tokens_to_add(False)
+    encoder = load_bi_encoder(model, options.device)
+    if options.max_length is not None:
+        encoder.max_seq_length = options.max_length + encoder.tokenizer.num_special_tokens_to_add(False)
     qids = list(first_stage)
     tops = {qid: [d for d, _ in first_stage[qid][:depth]] for qid in qids}
     unique = list(dict.fromkeys(d for qid in qids for d in tops[qid]))
@@ -93,8 +115,8 @@ def teach_embedding(
     with make_progress(disable=not progress) as bar:
         q_task = bar.add_task("teacher queries (embedding)", total=len(qids))
         p_task = bar.add_task("teacher passages (embedding)", total=len(unique))
-        q_emb = _encode(encoder, [collection.queries[q] for q in qids], batch_size, bar, q_task)
-        p_emb = _encode(encoder, [passages[d] for d in unique], batch_size, bar, p_task)
+        q_emb = _encode(encoder, [collection.queries[q] for q in qids], options.batch_size, bar, q_task)
+        p_emb = _encode(encoder, [passages[d] for d in unique], options.batch_size, bar, p_task)
     row = {docid: i for i, docid in enumerate(unique)}
     teacher_run: Run = {}
     pairs = 0
@@ -113,8 +135,5 @@ def teach_embedding(
         "unique_passages": len(unique), "seconds": round(seconds, 3),
         "pairs_per_s": round(pairs / seconds, 3) if seconds > 0 else None, "wall_time_s": round(seconds, 3),
     }
-    stats_path = output / STATS_NAME
-    with atomic_write(stats_path) as handle:
-        json.dump(stats, handle, indent=2)
-        handle.write("\n")
-    return teacher_run, stats, Path(run_path), stats_path
+    stats_path = write_stats(stats, output)
+    return TeachResult(run_path=Path(run_path), stats_path=stats_path, run=teacher_run, stats=stats)

@@ -6,11 +6,13 @@ pipeline's manifests, ``build``) reads one layout whichever teacher ran.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rankdistill.data.trec import Run
+from rankdistill.util.files import atomic_write
 
 RUN_NAME = "teacher.run"
 STATS_NAME = "stats.json"
@@ -25,3 +27,12 @@ class TeachResult:
     stats_path: Path
     run: Run = field(repr=False)
     stats: dict[str, Any] = field(repr=False)
+
+
+def write_stats(stats: dict[str, Any], output: Path) -> Path:
+    """``stats.json`` in ``output``, indented, written atomically; returns its path."""
+    path = output / STATS_NAME
+    with atomic_write(path) as handle:
+        json.dump(stats, handle, indent=2)
+        handle.write("\n")
+    return path

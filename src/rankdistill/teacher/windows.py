@@ -3,9 +3,10 @@
 A listwise LLM ranks a query's top-``depth`` candidates window by window from the bottom of the list to the
 top. Two passages whose windows never met were never compared by the LLM: their order in the final ranking is
 the first stage's order, carried along. With window 20 and stride 10 over 100 candidates only 1,350 of the
-4,950 pairs share a window, and RankVicuna's DL20 ranking agrees with its BM25 input at Kendall tau 0.72.
-A student trained on every pair of the final ranking therefore mostly learns the first stage; trained on the
-pairs that shared a window it learns what the LLM judged (``rankdistill build --pairs compared``).
+4,950 pairs share a window, and the recorded RankVicuna ranking of DL20 stays close to its BM25 input (Kendall
+tau in ``benchmarks/RESULTS.md``). A student trained on every pair of the final ranking therefore mostly learns
+the first stage; trained on the pairs that shared a window it learns what the LLM judged (``rankdistill build
+--pairs compared``).
 
 Which windows held a passage follows from the teacher's input order and its final order alone: replaying the
 windows with the final order as each window's answer puts the same passages in each window's top part as the

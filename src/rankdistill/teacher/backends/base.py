@@ -1,7 +1,8 @@
 """The interface every teacher backend implements (hf, vllm, openai, replay).
 
-Kept tiny and dependency-free so that the sliding-window driver (``teacher.teach``) can treat a local
-model, a remote server and a recording alike, and so that backends can be written in parallel.
+Kept tiny and dependency-free so that the sliding-window driver (``teacher.listwise``) can treat a local
+model, a remote server and a recording alike, and so that backends can be written in parallel. A backend's
+class is built as ``Class(model=..., options=<its options model>, **inputs)`` (``make_backend``).
 """
 
 from __future__ import annotations

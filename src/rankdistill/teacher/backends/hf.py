@@ -13,15 +13,33 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from rankdistill.errors import RankdistillError
 from rankdistill.teacher.backends.base import Generation
 from rankdistill.teacher.parse import format_permutation
-from rankdistill.teacher.prompts import Prompt
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rankdistill.teacher.prompts import Prompt
+
+# dtype spelling -> torch dtype name ("auto" and None: bfloat16 on GPU, float32 on CPU)
 _DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
            "float32": "float32", "fp32": "float32"}
+
+
+class HFOptions(BaseModel):
+    """The hf backend's options (``backend_options`` of ``teach()``, ``options:`` in a config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 ...; default: cuda if available, else cpu.")
+    dtype: Literal[("auto", *_DTYPES)] | None = Field(
+        None, description="Weights' dtype; auto (the default): bfloat16 on GPU, float32 on CPU."
+    )
+    batch_size: int = Field(8, ge=1, description="Prompts per generate batch (sorted by length: less padding).")
+    trust_remote_code: bool = Field(False, description="Run the model repository's own code (transformers' flag).")
 
 
 class HFBackend:
@@ -29,32 +47,29 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model: str, device: str | None = None, dtype: str | None = None, batch_size: int = 8,
-                 trust_remote_code: bool = False):
+    def __init__(self, model: str, options: HFOptions | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        options = options or HFOptions()
         self.torch = torch
         self.model_id = str(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype in (None, "auto"):
+        self.device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if options.dtype in (None, "auto"):
             torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        elif dtype in _DTYPES:
-            torch_dtype = getattr(torch, _DTYPES[dtype])
         else:
-            raise RankdistillError(f"--dtype {dtype!r}: choose auto, bfloat16, float16 or float32")
-        if batch_size < 1:
-            raise RankdistillError(f"--batch-size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size
+            torch_dtype = getattr(torch, _DTYPES[options.dtype])
+        self.batch_size = options.batch_size
         if self.model_id.startswith((".", "/", "~")) and not Path(self.model_id).expanduser().is_dir():
-            raise RankdistillError(f"--model {self.model_id}: no such model folder")
+            raise RankdistillError(f"model {self.model_id}: no such model folder")
+        trust = options.trust_remote_code
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_id, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.model_id, dtype=torch_dtype, trust_remote_code=trust_remote_code
-            ).to(self.device)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_id, trust_remote_code=trust)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=torch_dtype, trust_remote_code=trust).to(
+                self.device
+            )
         except (OSError, ValueError) as exc:
-            raise RankdistillError(f"--model {self.model_id}: cannot load it as a causal LM ({exc})") from None
+            raise RankdistillError(f"model {self.model_id}: cannot load it as a causal LM ({exc})") from None
         self.model.eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

@@ -18,6 +18,8 @@ Why it looks the way it does:
 - The API key is read from the environment variable named by ``api_key_env``; a missing variable sends no
   Authorization header (local servers need none). The key is kept out of reprs, messages and logs: every
   server message quoted in an error is scrubbed of it.
+- ``httpx`` is imported where requests are made, not with this module, so ``OpenAIOptions`` can check a
+  config without it.
 """
 
 from __future__ import annotations
@@ -36,17 +38,42 @@ from collections.abc import Callable
 from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rankdistill.errors import RankdistillError
 from rankdistill.teacher.backends.base import Generation
 
 if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
     from rankdistill.teacher.prompts import Prompt
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 600.0  # never sleep longer than this for one Retry-After, whatever the server says
+
+
+class OpenAIOptions(BaseModel):
+    """The openai backend's options (``backend_options`` of ``teach()``, ``options:`` in a config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(..., description="The server's OpenAI API root, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key (unset: no key sent).")
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+    timeout: float = Field(60.0, gt=0, description="Seconds one request may take, all of it.")
+    max_retries: int = Field(6, ge=0, description="Retries per window on 429, 5xx, timeouts and malformed answers.")
+    temperature: float = Field(0.0, description="Sampling temperature sent with each request (0: greedy).")
+    backoff_base: float = Field(0.5, ge=0, description="First retry's backoff ceiling in seconds; doubles each retry.")
+    backoff_max: float = Field(30.0, ge=0, description="Cap on one backoff ceiling, in seconds.")
+    seed: int | None = Field(None, description="Seed of the backoff jitter (timing only, never results).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        return value
 
 
 class _Retryable(Exception):
@@ -112,42 +139,21 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 8,
-        timeout: float = 60.0,
-        max_retries: int = 6,
-        temperature: float = 0.0,
-        *,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        seed: int | None = None,
-    ):
+    def __init__(self, model: str, options: OpenAIOptions):
         if not model:
-            raise RankdistillError("the openai backend needs --model (the model name the server serves)")
-        if not base_url or not base_url.startswith(("http://", "https://")):
-            raise RankdistillError(f"--base-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
-        if concurrency < 1:
-            raise RankdistillError(f"--concurrency must be at least 1, got {concurrency}")
-        if max_retries < 0:
-            raise RankdistillError(f"--max-retries must be 0 or more, got {max_retries}")
-        if timeout <= 0:
-            raise RankdistillError(f"--timeout must be positive seconds, got {timeout}")
+            raise RankdistillError("the openai backend needs model (the model name the server serves)")
         self.model = model
         self.model_id = model
-        self.base_url = base_url.rstrip("/")
-        self.api_key_env = api_key_env
-        self.concurrency = int(concurrency)
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.temperature = float(temperature)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
-        self._rng = random.Random(seed)  # jitter only: it changes timing, never results
-        self.__key = os.environ.get(api_key_env) or None
+        self.base_url = options.base_url.rstrip("/")
+        self.api_key_env = options.api_key_env
+        self.concurrency = options.concurrency
+        self.timeout = options.timeout
+        self.max_retries = options.max_retries
+        self.temperature = options.temperature
+        self.backoff_base = options.backoff_base
+        self.backoff_max = options.backoff_max
+        self._rng = random.Random(options.seed)  # jitter only: it changes timing, never results
+        self.__key = os.environ.get(options.api_key_env) or None
         # Counters teach() can copy into stats.json: requests, retries by kind, malformed answers given up on.
         self.stats: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,6 +174,8 @@ class OpenAIBackend:
         return self._loop
 
     def _make_client(self) -> httpx.AsyncClient:
+        import httpx
+
         headers = {"Content-Type": "application/json"}
         if self.__key:
             headers["Authorization"] = f"Bearer {self.__key}"
@@ -202,12 +210,12 @@ class OpenAIBackend:
             hint = (
                 f"check the key in ${self.api_key_env}"
                 if self.__key
-                else f"${self.api_key_env} is not set: export the key there (or name another variable with --api-key-env)"
+                else f"${self.api_key_env} is not set: export the key there (or name another variable with api_key_env)"
             )
             return RankdistillError(f"{where} refused the request (HTTP {status}: {message}); {hint}")
         if status == 404:
             return RankdistillError(
-                f"{where} answered HTTP 404 ({message}); check --base-url (it usually ends in /v1) and --model {self.model!r}"
+                f"{where} answered HTTP 404 ({message}); check base_url (it usually ends in /v1) and model {self.model!r}"
             )
         return RankdistillError(f"{where} rejected the request (HTTP {status}: {message})")
 
@@ -228,6 +236,8 @@ class OpenAIBackend:
         )
 
     async def _attempt(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict[str, Any]) -> Generation:
+        import httpx
+
         async with sem:
             self.stats["requests"] += 1
             try:
@@ -270,7 +280,7 @@ class OpenAIBackend:
         raise RankdistillError(
             f"{self.base_url}/chat/completions failed {self.max_retries + 1} times for one window "
             f"(last: {last.detail}); finished windows are saved, rerun the same command to continue "
-            "(or raise --max-retries / --timeout)"
+            "(or raise max_retries / timeout)"
         )
 
     async def _run(self, prompts: list[Prompt], out: queue.Queue, max_new_tokens: int) -> None:
@@ -304,7 +314,7 @@ class OpenAIBackend:
         """Send all prompts concurrently; ``on_result`` runs in this thread as each answer arrives."""
         if first_token:
             raise RankdistillError(
-                "--first-token needs the model's first-token logits: use --backend hf or --backend vllm "
+                "first_token needs the model's first-token logits: use backend hf or vllm "
                 "(the openai backend decodes the whole permutation)"
             )
         if not prompts:

@@ -1,7 +1,7 @@
 """Answer prompts from a recording instead of a model: reproducible runs and offline tests.
 
 Reads the reference format (a JSON array of {"prompt", "response"}), rank_llm's raw dumps (the same
-objects joined by ", " without brackets) and this project's ``--record`` files (one JSON object per line,
+objects joined by ", " without brackets) and the files ``teach(record=...)`` writes (one JSON object per line,
 with optional extra keys such as "ranking" for first-token answers). A prompt recorded as a chat message
 list is matched through its canonical JSON text (``prompts.messages_to_text``).
 
@@ -22,12 +22,19 @@ from pathlib import Path
 from typing import Callable
 
 from ftfy import fix_text
+from pydantic import BaseModel, ConfigDict
 
 from rankdistill.errors import InputFormatError, RankdistillError
 from rankdistill.teacher.backends.base import Generation
 from rankdistill.teacher.prompts import Prompt, messages_to_text
 
 MATCH_MODES = ("auto", "exact", "normalized")
+
+
+class ReplayOptions(BaseModel):
+    """The replay backend takes no options: what it replays is ``teach()``'s ``replay_file`` and ``replay_match``."""
+
+    model_config = ConfigDict(extra="forbid")
 
 _QUOTES = str.maketrans({c: "'" for c in "\u2018\u2019\u201a\u201b\u2032\u00b4`"} | {c: '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"})
 # A run of non-ASCII characters, possibly joined by single spaces/quotes and ending in a quote: what is left
@@ -37,7 +44,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalize_prompt(text: str) -> str:
-    """The ``--replay-match normalized`` key. Steps, in order:
+    """The ``replay_match="normalized"`` key. Steps, in order:
 
     1. encoding repair: ``ftfy.fix_text`` with default settings (mojibake, HTML entities, curly quotes);
     2. remaining typographic quotes (‘ ’ ‚ ‛ “ ” „ ‟ « » ´ `) become ' or ";
@@ -56,7 +63,7 @@ def read_recording(path: str | Path) -> list[dict]:
     """Every {"prompt", "response", ...} object in ``path`` (JSON array, JSONL, or comma-joined objects)."""
     path = Path(path)
     if not path.is_file():
-        raise RankdistillError(f"{path}: no such replay file (give --replay-file a recording)")
+        raise RankdistillError(f"{path}: no such replay file (replay_file must be a recording)")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -109,9 +116,11 @@ class ReplayBackend:
 
     name = "replay"
 
-    def __init__(self, replay_file: str | Path, replay_match: str = "auto", model: str | None = None):
+    def __init__(self, replay_file: str | Path, replay_match: str = "auto", model: str | None = None,
+                 options: ReplayOptions | None = None):
+        """``options`` is accepted so that every backend is built alike (``make_backend``); it holds nothing."""
         if replay_match not in MATCH_MODES:
-            raise RankdistillError(f"--replay-match {replay_match!r}: choose one of {', '.join(MATCH_MODES)}")
+            raise RankdistillError(f"replay_match {replay_match!r}: choose one of {', '.join(MATCH_MODES)}")
         self.path = Path(replay_file)
         self.match = replay_match
         self.records = read_recording(self.path)
@@ -146,7 +155,7 @@ class ReplayBackend:
             return prefix, difflib.SequenceMatcher(None, text, record["prompt"]).quick_ratio()
 
         best = max(self.records, key=closeness)
-        hint = " (try --replay-match normalized)" if self.match == "exact" else ""
+        hint = " (try replay_match normalized)" if self.match == "exact" else ""
         return (
             f"{self.path}: no recorded prompt matches ({self.match}){hint}; closest is the one on line "
             f"{best['_line']}, {first_difference(text, best['prompt'])}"

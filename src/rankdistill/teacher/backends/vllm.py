@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from rankdistill.errors import RankdistillError
 from rankdistill.teacher.backends.base import Generation
 from rankdistill.teacher.parse import format_permutation
@@ -35,6 +37,31 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MISSING_VLLM = "the vllm backend needs vLLM: pip install rankdistill[vllm] (Linux with a CUDA GPU)"
 MAX_LOGPROBS = 64  # top-k logprobs asked for in first-token mode (engine cap raised from vLLM's default 20)
+# vllm.LLM keywords this backend sets itself (the model, its options, the logprobs cap)
+_SET_HERE = ("model", "tensor_parallel_size", "dtype", "max_model_len", "gpu_memory_utilization", "seed", "max_logprobs")
+
+
+class VLLMOptions(BaseModel):
+    """The vllm backend's options (``backend_options`` of ``teach()``, ``options:`` in a config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs the model is split across.")
+    dtype: str = Field("auto", description="vLLM's dtype: auto, bfloat16, float16, float32.")
+    max_model_len: int | None = Field(None, ge=1, description="Context length to reserve (default: the model's).")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory vLLM may take.")
+    seed: int = Field(0, description="Engine seed (decoding is greedy; fixed so reruns give the same run).")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="Further vllm.LLM keyword arguments, passed as they are (e.g. enforce_eager)."
+    )
+
+    @field_validator("engine_options")
+    @classmethod
+    def _not_set_here(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(set(value) & set(_SET_HERE))
+        if clash:
+            raise ValueError(f"the backend sets these itself (as options, or not at all): {', '.join(clash)}")
+        return value
 
 
 def import_vllm() -> Any:
@@ -67,33 +94,22 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(
-        self,
-        model: str,
-        tensor_parallel_size: int = 1,
-        dtype: str = "auto",
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float = 0.9,
-        *,
-        seed: int = 0,
-        **engine_options: Any,
-    ):
+    def __init__(self, model: str, options: VLLMOptions | None = None):
         if not model:
-            raise RankdistillError("the vllm backend needs --model (a Hugging Face id or a local folder)")
-        if tensor_parallel_size < 1:
-            raise RankdistillError(f"--tensor-parallel-size must be at least 1, got {tensor_parallel_size}")
+            raise RankdistillError("the vllm backend needs model (a Hugging Face id or a local folder)")
+        options = options or VLLMOptions()
         vllm = import_vllm()
         self.model_id = model
         self._vllm = vllm
         self.llm = vllm.LLM(
             model=model,
-            tensor_parallel_size=int(tensor_parallel_size),
-            dtype=dtype,
-            max_model_len=max_model_len,
-            gpu_memory_utilization=float(gpu_memory_utilization),
-            seed=int(seed),
+            tensor_parallel_size=options.tensor_parallel_size,
+            dtype=options.dtype,
+            max_model_len=options.max_model_len,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            seed=options.seed,
             max_logprobs=MAX_LOGPROBS,
-            **engine_options,
+            **options.engine_options,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.stats: Counter[str] = Counter()
