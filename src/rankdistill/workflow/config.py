@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rankdistill.errors import RankdistillError
+from rankdistill.teacher.backends import validate_backend_options
 from rankdistill.modeling.backbones import SHORT_NAME_SOURCES
 from rankdistill.util.config import read_yaml_mapping, resolve_dataset, resolve_path, resolve_paths, validate
 
@@ -71,6 +72,11 @@ class TeacherConfig(_Strict):
                 raise ValueError(f"backend 'embedding' is pointwise: {', '.join(listwise)} only apply to the LLM backends")
         if self.stride > self.window:
             raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window})")
+        if self.backend is not None:  # each backend declares its options (teacher/backends): unknown keys fail here
+            try:
+                validate_backend_options(self.backend, self.options, where="options")
+            except RankdistillError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 
