@@ -30,6 +30,7 @@ import torch
 from sentence_transformers.base.modules import Transformer
 
 from rankdistill.modeling.architecture import unsupported_reason
+from rankdistill.modeling.truncation import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH
 
 ATTENTION = "rankdistill_gated"
 GATED_ENCODER = "rankdistill.modeling.gated.GatedTransformer"
@@ -125,8 +126,8 @@ class GatedTransformer(Transformer):
 
     config_keys = [*Transformer.config_keys, "max_query_length", "max_passage_length"]
 
-    def __init__(self, model_name_or_path: str, *args, max_query_length: int = 32, max_passage_length: int = 256,
-                 **kwargs):
+    def __init__(self, model_name_or_path: str, *args, max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
+                 max_passage_length: int = DEFAULT_MAX_PASSAGE_LENGTH, **kwargs):
         model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
         model_kwargs["attn_implementation"] = ATTENTION
         kwargs.setdefault("transformer_task", "feature-extraction")

@@ -21,8 +21,9 @@ from __future__ import annotations
 import torch
 from sentence_transformers.base.modules import Module
 
+from rankdistill.modeling import HEADS  # noqa: F401  (the head names, defined once in the package)
+
 SIMILARITY_HEAD = "rankdistill.modeling.heads.SegmentSimilarity"
-HEADS = ("cls", "similarity", "gated")
 
 
 def segment_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
