@@ -62,9 +62,9 @@ def test_gated_recipe_trains_to_the_recorded_numbers(tmp_path):
     layer = encoder_module.auto_model.base_model.encoder.layer[0]
     got = {
         "gates": read_gates(out).flatten().tolist(),
-        "scale": [float(head.scale)],
-        "weights": [float(w) for w in layer.attention.self.query.weight.flatten()[:6]]
-        + [float(w) for w in layer.output.dense.bias[:3]],
+        "scale": [float(head.scale.detach())],
+        "weights": [float(w) for w in layer.attention.self.query.weight.detach().flatten()[:6]]
+        + [float(w) for w in layer.output.dense.bias.detach()[:3]],
         "scores": [float(s) for s in model.predict(PAIRS)],
         "losses": [e["loss"] for e in json.loads((out / "training_log.json").read_text())["stages"][0]["log_history"]
                    if "loss" in e],

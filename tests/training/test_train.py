@@ -121,7 +121,7 @@ def test_resume_continues_from_checkpoint(tiny, tmp_path):
         train(tiny["data"], output=tmp_path / "m", callbacks=[crash], **kw)
     assert not (tmp_path / "m").exists()
     assert (tmp_path / "m.checkpoints" / "stage-1" / "checkpoint-2").is_dir()
-    with pytest.raises(RankdistillError, match="--resume"):
+    with pytest.raises(RankdistillError, match=r"set resume=True to continue"):
         train(tiny["data"], output=tmp_path / "m", **kw)
     again = Recorder()
     out = train(tiny["data"], output=tmp_path / "m", resume=True, callbacks=[again], **kw)
@@ -191,20 +191,20 @@ def test_separate_truncation(tiny):
 
 
 def test_config_errors(tiny, tmp_path):
-    with pytest.raises(RankdistillError, match=r"key 'loss': Input should be 'ranknet', 'lce'.*\(got 'rank-net'\)"):
+    with pytest.raises(RankdistillError, match=r"loss: got 'rank-net'; allowed: 'ranknet', 'lce'"):
         parse_options({"loss": "rank-net"})
-    with pytest.raises(RankdistillError, match=r"key 'stages\.1\.loss'"):
+    with pytest.raises(RankdistillError, match=r"stages\.1\.loss: got 'foo'"):
         parse_options({"stages": [{"loss": "lce"}, {"loss": "foo"}]})
-    with pytest.raises(RankdistillError, match=r"key 'learnig_rate': unknown key \(allowed: .*learning_rate"):
+    with pytest.raises(RankdistillError, match=r"learnig_rate: unknown key .*allowed: .*learning_rate"):
         parse_options({"learnig_rate": 1e-5})
-    with pytest.raises(RankdistillError, match=r"key 'stages\.0\.data': no training data"):
+    with pytest.raises(RankdistillError, match=r"stages\.0\.data: no training data"):
         train_from_options(parse_options({"output": str(tmp_path / "x"), "stages": [{"loss": "lce"}]}))
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"qid": ["1"], "query": ["q"], "passage": ["p"]}), bad)
     with pytest.raises(RankdistillError, match=r"bad\.parquet: missing column\(s\) target, position"):
         train(bad, model=str(tiny["encoder"]), output=tmp_path / "m", max_steps=1)
     (tmp_path / "exists").mkdir()
-    with pytest.raises(RankdistillError, match="--overwrite"):
+    with pytest.raises(RankdistillError, match=r"set overwrite=True to replace it"):
         train(tiny["data"], model=str(tiny["encoder"]), output=tmp_path / "exists", max_steps=1)
     with pytest.raises(RankdistillError, match="no such folder"):
         train(tiny["data"], model="./no/such/model", output=tmp_path / "m2", max_steps=1)
@@ -228,7 +228,7 @@ def test_cli_config_flags_win_and_errors(tiny, tmp_path, capsys):
         main(["train", "--config", str(cfg)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "key 'loss'" in err and "'ranknet'" in err and "Traceback" not in err
+    assert "loss: got 'foo'" in err and "'ranknet'" in err and "Traceback" not in err
 
 
 def test_cli_help_documents_every_knob():

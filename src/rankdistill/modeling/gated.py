@@ -1,9 +1,9 @@
 """A cross-encoder that starts as its backbone's bi-encoder: cross-attention behind gates that open in training.
 
-Why: a bi-encoder checkpoint such as all-MiniLM-L6-v2 ranks DL20's BM25 top-100 at 0.61 nDCG@10 untrained, but
-the same weights read as a cross-encoder (``[CLS] q [SEP] p [SEP]``, every token attending to every token) start
-at 0.50 with the similarity head and near random with a fresh ``[CLS]`` head, and a few dozen teacher-ranked
-queries do not bring them back. Here the pair is laid out as two sequences, ``[CLS] q [SEP] [CLS] p [SEP]``, each
+Why: a bi-encoder checkpoint such as all-MiniLM-L6-v2 ranks DL20's BM25 top-100 well untrained, but the same
+weights read as a cross-encoder (``[CLS] q [SEP] p [SEP]``, every token attending to every token) start far lower
+with the similarity head and near random with a fresh ``[CLS]`` head, and a few dozen teacher-ranked queries do
+not bring them back (figures in ``benchmarks/RESULTS.md``). Here the pair is laid out as two sequences, ``[CLS] q [SEP] [CLS] p [SEP]``, each
 with its own positions from 0, and in every layer and head the attention weights are
 
     w = w_own + g · (w_all − w_own)
