@@ -19,7 +19,8 @@ from transformers import TrainerCallback  # noqa: E402
 
 from rankdistill.errors import RankdistillError  # noqa: E402
 from helpers.data import WORDS, write_set  # noqa: E402
-from rankdistill.training.trainer import load_config, load_listwise, parse_options, train, train_from_options  # noqa: E402
+from rankdistill.training.options import load_config, parse_options  # noqa: E402
+from rankdistill.training.trainer import load_listwise, train, train_from_options  # noqa: E402
 
 class Recorder(TrainerCallback):
     """Keeps the steps each train() call begins at and the live model at the end of each call."""
@@ -81,7 +82,7 @@ def test_saved_model_round_trips(trained, tiny):
     from sentence_transformers import CrossEncoder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rankdistill.modeling.cross_encoder import read_truncation, truncate_pairs
+    from rankdistill.modeling.truncation import read_truncation, truncate_pairs
 
     out, rec = trained
     live = rec.models[-1]
@@ -162,7 +163,7 @@ def test_two_stage_config_chains_weights(tiny, tmp_path):
 def test_separate_truncation(tiny):
     from sentence_transformers import CrossEncoder
 
-    from rankdistill.modeling.cross_encoder import set_max_length, truncate_pairs
+    from rankdistill.modeling.truncation import set_max_length, truncate_pairs
 
     ce = CrossEncoder(str(tiny["encoder"]), device="cpu")
     set_max_length(ce, 32, 256)
@@ -235,7 +236,7 @@ def test_cli_help_documents_every_knob():
     from typer.testing import CliRunner
 
     from rankdistill.cli import app
-    from rankdistill.training.trainer import TrainOptions
+    from rankdistill.training.options import TrainOptions
 
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
     assert result.exit_code == 0
