@@ -131,8 +131,9 @@ class ListwiseLoss(nn.Module):
 
     def compute_compared(self, scores: Tensor, targets: Tensor, mask: Tensor, windows: Tensor) -> Tensor:
         raise RankdistillError(
-            f"{type(self).__name__} cannot learn from a set built with pairs='compared' (it has no pairs to restrict); "
-            "use the ranknet loss, or rebuild the set with pairs='all'"
+            # wording held by tests/teacher/test_teacher_windows.py (not this package's): see the lead's note
+            f"{type(self).__name__} cannot learn from a set built with --pairs compared (it has no pairs to restrict); "
+            "use the ranknet loss, or rebuild the set with --pairs all"
         )
 
     def forward(self, inputs: list, labels: list[Tensor], prompt: str | None = None, task: str | None = None) -> Tensor:
