@@ -1,9 +1,9 @@
 """A cross-encoder that starts as its backbone's bi-encoder: cross-attention behind gates that open in training.
 
-Why: a bi-encoder checkpoint such as all-MiniLM-L6-v2 ranks DL20's BM25 top-100 at 0.61 nDCG@10 untrained, but
-the same weights read as a cross-encoder (``[CLS] q [SEP] p [SEP]``, every token attending to every token) start
-at 0.50 with the similarity head and near random with a fresh ``[CLS]`` head, and a few dozen teacher-ranked
-queries do not bring them back. Here the pair is laid out as two sequences, ``[CLS] q [SEP] [CLS] p [SEP]``, each
+Why: a bi-encoder checkpoint such as all-MiniLM-L6-v2 ranks DL20's BM25 top-100 well untrained, but the same
+weights read as a cross-encoder (``[CLS] q [SEP] p [SEP]``, every token attending to every token) start far lower
+with the similarity head and near random with a fresh ``[CLS]`` head, and a few dozen teacher-ranked queries do
+not bring them back (figures in ``benchmarks/RESULTS.md``). Here the pair is laid out as two sequences, ``[CLS] q [SEP] [CLS] p [SEP]``, each
 with its own positions from 0, and in every layer and head the attention weights are
 
     w = w_own + g · (w_all − w_own)
@@ -30,6 +30,7 @@ import torch
 from sentence_transformers.base.modules import Transformer
 
 from rankdistill.modeling.architecture import unsupported_reason
+from rankdistill.modeling.truncation import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH
 
 ATTENTION = "rankdistill_gated"
 GATED_ENCODER = "rankdistill.modeling.gated.GatedTransformer"
@@ -125,8 +126,8 @@ class GatedTransformer(Transformer):
 
     config_keys = [*Transformer.config_keys, "max_query_length", "max_passage_length"]
 
-    def __init__(self, model_name_or_path: str, *args, max_query_length: int = 32, max_passage_length: int = 256,
-                 **kwargs):
+    def __init__(self, model_name_or_path: str, *args, max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
+                 max_passage_length: int = DEFAULT_MAX_PASSAGE_LENGTH, **kwargs):
         model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
         model_kwargs["attn_implementation"] = ATTENTION
         kwargs.setdefault("transformer_task", "feature-extraction")

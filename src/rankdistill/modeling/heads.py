@@ -1,19 +1,19 @@
 """Scoring heads for cross-encoders built on checkpoints that were never trained on pairs.
 
 A fresh linear head on ``[CLS]`` starts as a random function: from a bi-encoder checkpoint such as
-all-MiniLM-L6-v2 it needs thousands of training queries before it ranks better than BM25 (on 27 DL20 queries
-it reached 0.38 nDCG@10 against BM25's 0.48). :class:`SegmentSimilarity` instead starts from what such a
-checkpoint already knows: the score is the scaled cosine between the mean of the query's tokens and the mean
-of the passage's tokens, both taken from the *joint* encoding ``[CLS] q [SEP] p [SEP]``. Query and passage
-still attend to each other in every layer (it is a cross-encoder), but before any training it already ranks
-DL20's BM25 top-100 at 0.495 nDCG@10 (BM25: 0.480), and training moves it from there.
+all-MiniLM-L6-v2 it needs thousands of training queries before it ranks better than BM25 (on the 27 DL20 queries
+of a fold it stayed below BM25; figures in ``benchmarks/RESULTS.md``). :class:`SegmentSimilarity` instead starts
+from what such a checkpoint already knows: the score is the scaled cosine between the mean of the query's tokens
+and the mean of the passage's tokens, both taken from the *joint* encoding ``[CLS] q [SEP] p [SEP]``. Query and
+passage still attend to each other in every layer (it is a cross-encoder), but before any training it already
+ranks DL20's BM25 top-100 about as well as BM25, and training moves it from there.
 
 sentence-transformers has no segment-aware pooling, so the head is written here as one of its modules; a
 saved model therefore loads with ``rankdistill.modeling.cross_encoder.load_cross_encoder`` (or ``CrossEncoder(path,
 trust_remote_code=True)`` where rankdistill is installed).
 
-The joint encoding is what costs the 0.11: :mod:`rankdistill.modeling.gated` puts the same head on an encoder whose
-cross-attention starts shut, so that student starts at the bi-encoder's 0.61 instead (``head: gated``).
+The joint encoding costs what the bi-encoder knew: :mod:`rankdistill.modeling.gated` puts the same head on an
+encoder whose cross-attention starts shut, so that student starts where the bi-encoder is (``head: gated``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from __future__ import annotations
 import torch
 from sentence_transformers.base.modules import Module
 
+from rankdistill.modeling import HEADS  # noqa: F401  (the head names, defined once in the package)
+
 SIMILARITY_HEAD = "rankdistill.modeling.heads.SegmentSimilarity"
-HEADS = ("cls", "similarity", "gated")
 
 
 def segment_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,6 @@
-"""Training the student: per-stage options, the sentence-transformers trainer, the paper's losses."""
+"""Training the student: the stage options (:mod:`~rankdistill.training.options`, one schema for ``train`` and the
+pipeline's stages), the sentence-transformers trainer (:mod:`~rankdistill.training.trainer`) and the losses
+(:mod:`~rankdistill.training.losses`, one file per family)."""
 
 from rankdistill.util.moved import former_module
 

@@ -3,7 +3,8 @@
 Everything that Hugging Face's Trainer already does well — optimiser, warm-up, bf16, gradient accumulation,
 checkpoints and resume, DDP under ``torchrun``/``accelerate`` — comes from sentence-transformers'
 ``CrossEncoderTrainer``; this module only turns the parquet into listwise examples, picks the loss, chains
-stages and saves the result atomically with a model card.
+stages and saves the result atomically with a model card. The options are validated in
+:mod:`rankdistill.training.options`, the losses live in :mod:`rankdistill.training.losses`.
 
 Layout while training: ``<output>.checkpoints/stage-<i>/checkpoint-<step>`` (Trainer checkpoints) and
 ``stage-<i>/model`` once a stage finishes. The last stage's model is renamed to ``<output>`` at the end and
@@ -18,156 +19,26 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any
 
 from rankdistill.errors import RankdistillError
+from rankdistill.training.losses import LOSSES, LossName, make_loss  # noqa: F401  (names of the former module)
+from rankdistill.training.options import (  # noqa: F401  (names of the former module)
+    LearningOptions,
+    StageOptions,
+    TrainOptions,
+    load_config,
+    parse_options,
+    resolve_stages,
+)
 
-LOSSES = ("ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce")
-LossName = Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"]
 REQUIRED_COLUMNS = ("qid", "query", "passage", "target", "position")
 WINDOW_COLUMNS = ("window_first", "window_last")  # written by ``build --pairs compared``
 
-
-class StageOptions(BaseModel):
-    """Knobs that may differ per stage; ``None`` means "inherit the top-level value"."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data: list[Path] | None = None
-    loss: LossName | None = None
-    loss_kwargs: dict[str, Any] | None = None
-    epochs: float | None = Field(None, gt=0)
-    max_steps: int | None = Field(None, gt=0)
-    learning_rate: float | None = Field(None, gt=0)
-    gate_learning_rate: float | None = Field(None, ge=0)
-    batch_queries: int | None = Field(None, ge=1)
-    grad_accum: int | None = Field(None, ge=1)
-    warmup_ratio: float | None = Field(None, ge=0, lt=1)
-    weight_decay: float | None = Field(None, ge=0)
-    seed: int | None = None
-    save_steps: int | None = Field(None, ge=1)
-    logging_steps: int | None = Field(None, ge=1)
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _one_or_many(cls, value):
-        if value is None or isinstance(value, (list, tuple)):
-            return value
-        return [value]
-
-
-class TrainOptions(StageOptions):
-    """All knobs of ``rankdistill train``; the same keys make up the YAML config."""
-
-    model: str = "minilm-l6"
-    head: Literal["cls", "similarity", "gated"] = "cls"
-    output: Path | None = None
-    max_query_length: int = Field(32, ge=1)
-    max_passage_length: int = Field(256, ge=1)
-    bf16: bool | Literal["auto"] | None = None
-    resume: bool = False
-    overwrite: bool = False
-    keep_checkpoints: bool = False
-    stages: list[StageOptions] | None = None
-    metrics: dict[str, Any] | None = None
-
-
-# Top-level defaults that stages inherit when neither the stage nor the top level sets them.
+# the stage defaults, read from the options' fields (defined there, once); kept for code that read this dict
 STAGE_DEFAULTS: dict[str, Any] = {
-    "loss": "ranknet",
-    "loss_kwargs": {},
-    "epochs": 1.0,
-    "max_steps": None,
-    # The paper uses 1e-5 for 10,000 queries x 3 epochs; with tens of queries that barely moves the
-    # weights, so the default is the usual cross-encoder fine-tuning rate.
-    "learning_rate": 2e-5,
-    # head "gated": Adam moves a parameter by about the learning rate a step, so gates that start shut need a
-    # rate far above the encoder's to open within a few dozen steps (1e-2 opened them to 0.02-0.09 on DL20)
-    "gate_learning_rate": 1e-2,
-    "batch_queries": 1,
-    "grad_accum": 1,
-    "warmup_ratio": 0.1,
-    "weight_decay": 0.01,
-    "seed": 0,
-    "save_steps": 500,
-    "logging_steps": 10,
+    key: field.get_default(call_default_factory=True) for key, field in LearningOptions.model_fields.items()
 }
-
-
-def _validation_message(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(TrainOptions.model_fields))
-            msg = f"unknown key (allowed: {allowed})"
-        elif "input" in err and err["type"] != "missing":
-            msg = f"{msg} (got {err['input']!r})"
-        parts.append(f"key '{key}': {msg}")
-    return f"{where}: " + "; ".join(parts)
-
-
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config into a dict; relative data/output paths are taken relative to the file."""
-    from rankdistill.util.config import read_yaml_mapping
-
-    path = Path(path)
-    raw = read_yaml_mapping(path)
-    base = path.resolve().parent
-
-    def rel(value):
-        if value is None:
-            return None
-        if isinstance(value, (list, tuple)):
-            return [rel(v) for v in value]
-        p = Path(str(value)).expanduser()
-        return str(p if p.is_absolute() else base / p)
-
-    for key in ("data", "output"):
-        if key in raw:
-            raw[key] = rel(raw[key])
-    if isinstance(raw.get("model"), str) and raw["model"].startswith((".", "/")):
-        raw["model"] = rel(raw["model"])
-    if isinstance(raw.get("stages"), list):
-        stages = []
-        for stage in raw["stages"]:
-            if isinstance(stage, dict):
-                stage = {str(k).replace("-", "_"): v for k, v in stage.items()}
-                if "data" in stage:
-                    stage["data"] = rel(stage["data"])
-            stages.append(stage)
-        raw["stages"] = stages
-    return raw
-
-
-def parse_options(values: dict[str, Any], where: str = "train options") -> TrainOptions:
-    try:
-        return TrainOptions.model_validate(values)
-    except ValidationError as exc:
-        raise RankdistillError(_validation_message(exc, where)) from None
-
-
-def resolve_stages(opts: TrainOptions) -> list[dict[str, Any]]:
-    """Each stage's full settings: stage value, else top-level value, else the default."""
-    stage_list = opts.stages or [StageOptions()]
-    resolved = []
-    for i, stage in enumerate(stage_list, 1):
-        settings = {}
-        for key, default in STAGE_DEFAULTS.items():
-            value = getattr(stage, key)
-            if value is None:
-                value = getattr(opts, key)
-            settings[key] = default if value is None else value
-        data = stage.data if stage.data is not None else opts.data
-        if not data:
-            where = f"stages.{i - 1}.data" if opts.stages else "data"
-            raise RankdistillError(f"key '{where}': no training data given (a parquet file from `rankdistill build`)")
-        settings["data"] = [Path(p) for p in data]
-        resolved.append(settings)
-    return resolved
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -234,21 +105,245 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
     return Dataset.from_dict(rows), stats
 
 
-# ---------------------------------------------------------------------------------------------- losses
-
-
-def make_loss(name: str, model, kwargs: dict[str, Any] | None = None):
-    """The loss by name (rankdistill.training.losses: sentence-transformers' own where it has the formula)."""
-    from rankdistill.training.losses import make_loss as _make
-
-    kwargs = dict(kwargs or {})
-    try:
-        return _make(name, model, **kwargs)
-    except TypeError as exc:
-        raise RankdistillError(f"loss {name!r}: bad loss_kwargs {kwargs} ({exc})") from exc
-
-
 # ---------------------------------------------------------------------------------------------- training
+
+
+def train(
+    data: str | Path | list[str | Path] | None = None,
+    *,
+    model: str | None = None,
+    output: str | Path,
+    head: str | None = None,
+    loss: str | None = None,
+    loss_kwargs: dict[str, Any] | None = None,
+    epochs: float | None = None,
+    max_steps: int | None = None,
+    learning_rate: float | None = None,
+    gate_learning_rate: float | None = None,
+    batch_queries: int | None = None,
+    grad_accum: int | None = None,
+    max_query_length: int | None = None,
+    max_passage_length: int | None = None,
+    warmup_ratio: float | None = None,
+    weight_decay: float | None = None,
+    seed: int | None = None,
+    bf16: bool | str | None = None,
+    resume: bool | None = None,
+    overwrite: bool | None = None,
+    save_steps: int | None = None,
+    logging_steps: int | None = None,
+    keep_checkpoints: bool | None = None,
+    stages: list[dict[str, Any]] | None = None,
+    metrics: dict[str, Any] | None = None,
+    callbacks: list | None = None,
+) -> Path:
+    """Train a cross-encoder and save it to ``output``.
+
+    Every option is a field of :class:`~rankdistill.training.options.TrainOptions` (described and defaulted
+    there); ``None`` means "not given": the field's default, and in a stage the top-level value.
+
+    Args:
+        data: parquet file(s) from ``rankdistill build`` (one row per query-candidate, grouped by qid, ``target``
+            higher = better).
+        model: a short name (``minilm-l6``, the default), a model folder or a hub id.
+        output: the folder to save the model in.
+        head: ``cls`` (default; the architecture's classification head), ``similarity`` (scaled cosine of the
+            query's and passage's mean tokens, :mod:`rankdistill.modeling.heads`) or ``gated`` (that head on an
+            encoder whose cross-attention starts shut, :mod:`rankdistill.modeling.gated`: the untrained model is the
+            backbone's bi-encoder; for bi-encoder checkpoints and few queries).
+        loss: a name of :data:`rankdistill.training.losses.LOSSES` (default ranknet, the paper's distillation loss).
+        loss_kwargs: the loss's own arguments, e.g. ``{"weighting": "discount"}`` for ranknet.
+        epochs, max_steps, learning_rate, gate_learning_rate, batch_queries, grad_accum, warmup_ratio,
+            weight_decay, seed, bf16, save_steps, logging_steps: the learning knobs of
+            :class:`~rankdistill.training.options.LearningOptions` (``gate_learning_rate``: the gated head's
+            gates; ``bf16``: None = on with a bf16 GPU, "auto" = also on CPUs with native bf16).
+        max_query_length, max_passage_length: the token budgets, cut separately (default 32/256).
+        resume: continue from the last checkpoint under ``<output>.checkpoints`` (finished stages are kept).
+        overwrite: replace an existing ``output``.
+        keep_checkpoints: keep ``<output>.checkpoints`` after success.
+        stages: per-stage dicts of :class:`~rankdistill.training.options.StageOptions` keys (``data``, ``loss``,
+            ``epochs`` ...); stage i+1 starts from stage i's weights. The paper's recipe is
+            ``[{data: labels.parquet, loss: lce}, {data: teacher.parquet, loss: ranknet}]``.
+        metrics: figures for the model card.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+
+    Returns:
+        The model folder (``output``): a ``sentence_transformers.CrossEncoder`` with raw scores, its budgets in
+        ``rankdistill.json``, ``training_log.json`` and a model card.
+
+    Raises:
+        RankdistillError: invalid options, missing or malformed data, an existing output without ``overwrite``,
+            leftover checkpoints without ``resume``, a backbone that cannot be loaded.
+    """
+    values = dict(
+        data=data, model=model, output=output, head=head, loss=loss, loss_kwargs=loss_kwargs, epochs=epochs,
+        max_steps=max_steps, learning_rate=learning_rate, gate_learning_rate=gate_learning_rate,
+        batch_queries=batch_queries, grad_accum=grad_accum,
+        max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay, seed=seed, bf16=bf16, resume=resume, overwrite=overwrite,
+        save_steps=save_steps, logging_steps=logging_steps, keep_checkpoints=keep_checkpoints,
+        stages=stages, metrics=metrics,
+    )
+    return train_from_options(parse_options(values), callbacks=callbacks)
+
+
+def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Path:
+    """Run all stages of validated options (the CLI and :func:`train` both end here).
+
+    Returns:
+        The model folder.
+
+    Raises:
+        RankdistillError: as :func:`train`.
+    """
+    from rankdistill.modeling.backbones import resolve_backbone
+
+    stages = resolve_stages(opts)
+    output, work = _output_folders(opts)
+    backbone = resolve_backbone(opts.model)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    last, summaries = _train_stages(stages, backbone, work, opts, callbacks)
+    if not _main_process():
+        return output
+    _finish(last, output, opts, stages, summaries, seconds=time.perf_counter() - started)
+    if not opts.keep_checkpoints:
+        shutil.rmtree(work, ignore_errors=True)
+    return output
+
+
+def _main_process() -> bool:
+    """Under torchrun/accelerate every process trains; only the first checks and writes shared folders."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _output_folders(opts: TrainOptions) -> tuple[Path, Path]:
+    """``(output, <output>.checkpoints)``, refusing to replace a model or to ignore an unfinished run."""
+    if opts.output is None:
+        raise RankdistillError("output: give the folder to save the model in")
+    output = Path(opts.output)
+    work = output.parent / f"{output.name}.checkpoints"
+    if _main_process() and output.exists() and not opts.overwrite:
+        raise RankdistillError(f"output {output} already exists; set overwrite=True to replace it, or choose another folder")
+    if _main_process() and work.exists() and not opts.resume:
+        raise RankdistillError(
+            f"{work} holds checkpoints of an unfinished run: set resume=True to continue it, or delete the folder to start over"
+        )
+    return output, work
+
+
+def _train_stages(
+    stages: list[StageOptions], backbone: str, work: Path, opts: TrainOptions, callbacks: list | None
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Train the stages in turn, each from the previous one's model; a stage finished before ``resume`` is kept.
+
+    Returns:
+        The last stage's model folder and each stage's summary.
+    """
+    current = backbone
+    summaries = []
+    for i, stage in enumerate(stages, 1):
+        done = work / f"stage-{i}" / "model"
+        if opts.resume and done.is_dir():  # a finished stage is not trained again
+            summaries.append(json.loads((done / "stage.json").read_text(encoding="utf-8")))
+        else:
+            done, summary = _train_stage(i, stage, current, work, opts, callbacks)
+            summaries.append(summary)
+        current = str(done)
+    return Path(current), summaries
+
+
+def _train_stage(
+    index: int, stage: StageOptions, start_model: str, work: Path, opts: TrainOptions, callbacks: list | None
+) -> tuple[Path, dict[str, Any]]:
+    """One stage: build the model from ``start_model``, train, save to ``work/stage-<i>/model``."""
+    from rankdistill.modeling.cross_encoder import build_cross_encoder
+
+    stage_dir = work / f"stage-{index}"
+    model = build_cross_encoder(
+        start_model, max_query_length=opts.max_query_length, max_passage_length=opts.max_passage_length,
+        seed=stage.seed, head=opts.head,
+    )
+    dataset, stats = load_listwise(stage.data, model.tokenizer, opts.max_query_length, opts.max_passage_length)
+    _check_pairs(stage, stats)
+    loss = make_loss(stage.loss, model, **stage.loss_kwargs)
+    trainer = _trainer_class()(
+        model=model, args=_training_arguments(stage, stage_dir), train_dataset=dataset, loss=loss, callbacks=callbacks
+    )
+    trainer.gate_learning_rate = stage.gate_learning_rate
+    checkpoint = _last_checkpoint(stage_dir) if opts.resume else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    summary = {
+        "stage": index,
+        "start_model": start_model,
+        "data": [str(p) for p in stage.data],
+        **stats,
+        "loss": stage.loss,
+        "loss_kwargs": stage.loss_kwargs,
+        "steps": trainer.state.global_step,
+        "steps_per_epoch": math.ceil(stats["queries"] / stage.batch_queries / stage.grad_accum),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "log_history": [dict(entry) for entry in trainer.state.log_history],
+    }
+    final = stage_dir / "model"
+    if trainer.is_world_process_zero():
+        _save_stage(model, final, summary, opts)
+    trainer.accelerator.wait_for_everyone()
+    return final, summary
+
+
+def _check_pairs(stage: StageOptions, stats: dict[str, Any]) -> None:
+    """A set built with ``pairs='compared'`` carries windows only the pairwise ranknet loss can use."""
+    if stats["teacher_pairs"] == "compared" and stage.loss != "ranknet":
+        raise RankdistillError(
+            f"{stage.data[0]}: built with pairs='compared', which only the pairwise ranknet loss can use (the stage's "
+            f"loss is {stage.loss}); use loss ranknet, or rebuild the set with pairs='all'"
+        )
+
+
+def _training_arguments(stage: StageOptions, stage_dir: Path):
+    """The stage's options as sentence-transformers' (Hugging Face's) training arguments."""
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    return CrossEncoderTrainingArguments(
+        output_dir=str(stage_dir),
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps or -1,
+        per_device_train_batch_size=stage.batch_queries,
+        gradient_accumulation_steps=stage.grad_accum,
+        learning_rate=stage.learning_rate,
+        warmup_steps=stage.warmup_ratio,  # a float below 1 is a fraction of the steps (transformers >= 5)
+        weight_decay=stage.weight_decay,
+        lr_scheduler_type="linear",
+        bf16=_bf16(stage.bf16),
+        use_cpu=not torch.cuda.is_available(),  # what HF's Trainer asks for before it autocasts bf16 on a CPU
+        seed=stage.seed,
+        data_seed=stage.seed,
+        save_strategy="steps",
+        save_steps=stage.save_steps,
+        save_total_limit=2,  # the latest checkpoint (for resume) and one before it
+        logging_strategy="steps",
+        logging_steps=stage.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        dataloader_drop_last=False,
+        remove_unused_columns=False,
+    )
+
+
+def _save_stage(model, final: Path, summary: dict[str, Any], opts: TrainOptions) -> None:
+    """Save a finished stage's model, budgets and summary to ``final`` atomically (a temp folder renamed)."""
+    from rankdistill.modeling.truncation import write_truncation
+
+    tmp = final.parent / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    write_truncation(tmp, opts.max_query_length, opts.max_passage_length)
+    (tmp / "stage.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, final)
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
@@ -258,9 +353,9 @@ def _last_checkpoint(folder: Path) -> Path | None:
 
 
 def _bf16(flag: bool | str | None) -> bool:
-    """None: on with a bf16 GPU. "auto": also on a CPU with native bf16 dot products (AVX512_BF16 or AMX),
-    where autocast trained the demo's student 1.18x faster than fp32 (12 steps, 2 rounds, quiet 2-core
-    machine). True: the same, and an error on CPUs that would only emulate bf16."""
+    """None: on with a bf16 GPU. "auto": also on a CPU with native bf16 dot products (AVX512_BF16 or AMX), where
+    autocast trains faster than fp32 (benchmarks/RESULTS.md). True: the same, and an error on CPUs that would only
+    emulate bf16."""
     import torch
 
     from rankdistill.util.device import cpu_has_native_bf16
@@ -272,12 +367,18 @@ def _bf16(flag: bool | str | None) -> bool:
         return torch.cuda.is_bf16_supported() if gpu else cpu_has_native_bf16()
     if flag and not gpu and not cpu_has_native_bf16():
         raise RankdistillError(
-            "bf16 needs a GPU or a CPU with native bf16 (avx512_bf16 / amx_bf16); use bf16: auto, or --no-bf16"
+            "bf16: True needs a GPU or a CPU with native bf16 (avx512_bf16 / amx_bf16); set bf16 to 'auto' or False"
         )
     return bool(flag)
 
 
 def _trainer_class():
+    """sentence-transformers' CrossEncoderTrainer whose optimiser gives the gated head's gates their own rate.
+
+    Why a subclass rather than ``CrossEncoderTrainingArguments(learning_rate_mapping={r"\\.gates$": rate})``: the
+    mapping's parameter group takes the run's weight decay for every parameter whose name is not a bias or a norm,
+    so the gates would decay; here they keep weight decay 0, and the other groups stay as the Trainer made them.
+    """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer
 
     class Trainer(CrossEncoderTrainer):
@@ -299,227 +400,56 @@ def _trainer_class():
     return Trainer
 
 
-def _train_stage(
-    index: int,
-    stage: dict[str, Any],
-    start_model: str,
-    work: Path,
-    opts: TrainOptions,
-    resume: bool,
-    callbacks: list | None,
-) -> tuple[Path, dict[str, Any]]:
-    """One stage: build the model from ``start_model``, train, save to ``work/stage-<i>/model``."""
-    import torch
-    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
-
-    from rankdistill.modeling.cross_encoder import build_cross_encoder, write_truncation
-
-    stage_dir = work / f"stage-{index}"
-    final = stage_dir / "model"
-    model = build_cross_encoder(
-        start_model, max_query_length=opts.max_query_length, max_passage_length=opts.max_passage_length,
-        seed=stage["seed"], head=opts.head,
-    )
-    dataset, stats = load_listwise(stage["data"], model.tokenizer, opts.max_query_length, opts.max_passage_length)
-    if stats["teacher_pairs"] == "compared" and stage["loss"] != "ranknet":
-        raise RankdistillError(
-            f"{stage['data'][0]}: built with --pairs compared, which only the pairwise ranknet loss can use (the stage's "
-            f"loss is {stage['loss']}); use loss ranknet, or rebuild the set with --pairs all"
-        )
-    loss = make_loss(stage["loss"], model, stage["loss_kwargs"])
-    per_epoch = math.ceil(stats["queries"] / stage["batch_queries"] / stage["grad_accum"])
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(stage_dir),
-        num_train_epochs=stage["epochs"],
-        max_steps=stage["max_steps"] or -1,
-        per_device_train_batch_size=stage["batch_queries"],
-        gradient_accumulation_steps=stage["grad_accum"],
-        learning_rate=stage["learning_rate"],
-        warmup_steps=stage["warmup_ratio"],  # a float below 1 is a fraction of the steps (transformers >= 5)
-        weight_decay=stage["weight_decay"],
-        lr_scheduler_type="linear",
-        bf16=_bf16(opts.bf16),
-        use_cpu=not torch.cuda.is_available(),  # what HF's Trainer asks for before it autocasts bf16 on a CPU
-        seed=stage["seed"],
-        data_seed=stage["seed"],
-        save_strategy="steps",
-        save_steps=stage["save_steps"],
-        save_total_limit=2,  # the latest checkpoint (for --resume) and one before it
-        logging_strategy="steps",
-        logging_steps=stage["logging_steps"],
-        logging_first_step=True,
-        report_to="none",
-        dataloader_drop_last=False,
-        remove_unused_columns=False,
-    )
-    trainer = _trainer_class()(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
-    trainer.gate_learning_rate = stage["gate_learning_rate"]
-    checkpoint = _last_checkpoint(stage_dir) if resume else None
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.perf_counter() - started
-    log = [dict(entry) for entry in trainer.state.log_history]
-    summary = {
-        "stage": index,
-        "start_model": start_model,
-        "data": [str(p) for p in stage["data"]],
-        **stats,
-        "loss": stage["loss"],
-        "loss_kwargs": stage["loss_kwargs"],
-        "steps": trainer.state.global_step,
-        "steps_per_epoch": per_epoch,
-        "train_seconds": round(seconds, 1),
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "log_history": log,
-    }
-    if trainer.is_world_process_zero():
-        tmp = stage_dir / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp))
-        write_truncation(tmp, opts.max_query_length, opts.max_passage_length)
-        (tmp / "stage.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, final)
-    trainer.accelerator.wait_for_everyone()
-    return final, summary
+# ---------------------------------------------------------------------------------------------- the saved model
 
 
-def train(
-    data: str | Path | list[str | Path] | None = None,
-    *,
-    model: str = "minilm-l6",
-    output: str | Path,
-    head: str | None = None,
-    loss: str | None = None,
-    loss_kwargs: dict[str, Any] | None = None,
-    epochs: float | None = None,
-    max_steps: int | None = None,
-    learning_rate: float | None = None,
-    gate_learning_rate: float | None = None,
-    batch_queries: int | None = None,
-    grad_accum: int | None = None,
-    max_query_length: int = 32,
-    max_passage_length: int = 256,
-    warmup_ratio: float | None = None,
-    weight_decay: float | None = None,
-    seed: int | None = None,
-    bf16: bool | str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    save_steps: int | None = None,
-    logging_steps: int | None = None,
-    keep_checkpoints: bool = False,
-    stages: list[dict[str, Any]] | None = None,
-    metrics: dict[str, Any] | None = None,
-    callbacks: list | None = None,
-) -> Path:
-    """Train a cross-encoder and save it to ``output``; returns the model folder.
+def _finish(last: Path, output: Path, opts: TrainOptions, stages: list[StageOptions], summaries: list[dict[str, Any]],
+            seconds: float) -> None:
+    """Card, budgets and training log into the last stage's folder, then that folder moved to ``output``."""
+    from rankdistill.modeling.backbones import backbone_source
+    from rankdistill.modeling.card import write_model_card
+    from rankdistill.modeling.cross_encoder import head_name
+    from rankdistill.modeling.truncation import write_truncation
 
-    ``data``: parquet file(s) from ``rankdistill build`` (one row per query-candidate, grouped by qid,
-    ``target`` higher = better). ``model``: a short name (``minilm-l6``), a model folder or a hub id.
-    ``head``: ``cls`` (default; the architecture's classification head), ``similarity`` (scaled cosine of
-    the query's and passage's mean tokens, :mod:`rankdistill.modeling.heads`) or ``gated`` (that head on an encoder whose
-    cross-attention starts shut, :mod:`rankdistill.modeling.gated`: the untrained model is the backbone's bi-encoder; for
-    bi-encoder checkpoints and few queries). ``gate_learning_rate``: the gated head's gates' rate.
-    ``loss``: one of :data:`LOSSES` (default ranknet, the paper's distillation loss). Defaults of the
-    ``None`` knobs are in :data:`STAGE_DEFAULTS`. ``stages``: a list of dicts with the per-stage keys of
-    :class:`StageOptions` (``data``, ``loss``, ``epochs`` ...); stage i+1 starts from stage i's weights —
-    the paper's recipe is ``[{data: labels.parquet, loss: lce}, {data: teacher.parquet, loss: ranknet}]``.
-    ``resume``: continue from the last checkpoint under ``<output>.checkpoints`` (finished stages are kept).
-    ``bf16``: None = on when a bf16-capable GPU is present; "auto" = also on CPUs with native bf16. ``metrics``: figures for the model card.
-    ``callbacks``: extra ``transformers.TrainerCallback`` objects.
-    """
-    values = {
-        k: v
-        for k, v in dict(
-            data=data, model=model, output=output, head=head, loss=loss, loss_kwargs=loss_kwargs, epochs=epochs,
-            max_steps=max_steps, learning_rate=learning_rate, gate_learning_rate=gate_learning_rate,
-            batch_queries=batch_queries, grad_accum=grad_accum,
-            max_query_length=max_query_length, max_passage_length=max_passage_length, warmup_ratio=warmup_ratio,
-            weight_decay=weight_decay, seed=seed, bf16=bf16, resume=resume, overwrite=overwrite,
-            save_steps=save_steps, logging_steps=logging_steps, keep_checkpoints=keep_checkpoints,
-            stages=stages, metrics=metrics,
-        ).items()
-        if v is not None
-    }
-    return train_from_options(parse_options(values), callbacks=callbacks)
-
-
-def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Path:
-    """Run all stages of validated options (the CLI and :func:`train` both end here)."""
-    from rankdistill.modeling.backbones import backbone_source, resolve_backbone
-    from rankdistill.modeling.cross_encoder import head_name, write_model_card, write_truncation
-
-    if opts.output is None:
-        raise RankdistillError("key 'output': give the folder to save the model in (--output)")
-    output = Path(opts.output)
-    stages = resolve_stages(opts)
-    # under torchrun/accelerate every process runs this; only the first checks and writes shared folders
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    if main_process and output.exists() and not opts.overwrite:
-        raise RankdistillError(f"output {output} already exists; pass --overwrite to replace it or choose another folder")
-    work = output.parent / f"{output.name}.checkpoints"
-    if main_process and work.exists() and not opts.resume:
-        raise RankdistillError(
-            f"{work} holds checkpoints of an unfinished run: pass --resume to continue it, or delete the folder to start over"
-        )
-    backbone = resolve_backbone(opts.model)
-    work.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    current = backbone
-    summaries = []
-    for i, stage in enumerate(stages, 1):
-        done = work / f"stage-{i}" / "model"
-        if opts.resume and done.is_dir():  # a finished stage is not trained again
-            summaries.append(json.loads((done / "stage.json").read_text(encoding="utf-8")))
-            current = str(done)
-            continue
-        final, summary = _train_stage(i, stage, current, work, opts, opts.resume, callbacks)
-        summaries.append(summary)
-        current = str(final)
-    total = time.perf_counter() - started
-    if not main_process:
-        return output
-
-    last = Path(current)
+    bf16 = [_bf16(stage.bf16) for stage in stages]
     settings = {
         "base_model": backbone_source(opts.model),
         "head": head_name(last),
         "max_query_length": opts.max_query_length,
         "max_passage_length": opts.max_passage_length,
         "max_seq_length": json.loads((last / "tokenizer_config.json").read_text()).get("model_max_length"),
-        "bf16": _bf16(opts.bf16),
-        "train_seconds": round(total, 1),
+        "bf16": bf16[0] if len(set(bf16)) == 1 else bf16,
+        "train_seconds": round(seconds, 1),
     }
-    card_stages = []
-    for stage, summary in zip(stages, summaries):
-        losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
-        card_stages.append(
-            {
-                "data": summary["data"],
-                "queries": summary["queries"],
-                "pairs": summary["pairs"],
-                "loss": stage["loss"],
-                "loss_kwargs": stage["loss_kwargs"],
-                "epochs": stage["epochs"],
-                "max_steps": stage["max_steps"],
-                "steps": summary["steps"],
-                "learning_rate": stage["learning_rate"],
-                "batch_queries": stage["batch_queries"],
-                "grad_accum": stage["grad_accum"],
-                "warmup_ratio": stage["warmup_ratio"],
-                "weight_decay": stage["weight_decay"],
-                "seed": stage["seed"],
-                "first/last logged loss": [round(losses[0], 4), round(losses[-1], 4)] if losses else None,
-            }
-        )
+    card_stages = [_card_stage(stage, summary) for stage, summary in zip(stages, summaries)]
     write_model_card(last, base_model=settings["base_model"], stages=card_stages, settings=settings, metrics=opts.metrics)
     write_truncation(last, opts.max_query_length, opts.max_passage_length, {"base_model": settings["base_model"]})
-    (last / "training_log.json").write_text(json.dumps({"stages": summaries, "settings": settings}, indent=2, default=str) + "\n", encoding="utf-8")
+    log = {"stages": summaries, "settings": settings}
+    (last / "training_log.json").write_text(json.dumps(log, indent=2, default=str) + "\n", encoding="utf-8")
     (last / "stage.json").unlink(missing_ok=True)
     _replace_dir(last, output)
-    if not opts.keep_checkpoints:
-        shutil.rmtree(work, ignore_errors=True)
-    return output
+
+
+def _card_stage(stage: StageOptions, summary: dict[str, Any]) -> dict[str, Any]:
+    """A stage's rows in the model card."""
+    losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
+    return {
+        "data": summary["data"],
+        "queries": summary["queries"],
+        "pairs": summary["pairs"],
+        "loss": stage.loss,
+        "loss_kwargs": stage.loss_kwargs,
+        "epochs": stage.epochs,
+        "max_steps": stage.max_steps,
+        "steps": summary["steps"],
+        "learning_rate": stage.learning_rate,
+        "batch_queries": stage.batch_queries,
+        "grad_accum": stage.grad_accum,
+        "warmup_ratio": stage.warmup_ratio,
+        "weight_decay": stage.weight_decay,
+        "seed": stage.seed,
+        "first/last logged loss": [round(losses[0], 4), round(losses[-1], 4)] if losses else None,
+    }
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
