@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from rankdistill.distillation.builder import (
+    NEGATIVES,
+    PAIRS,
     SAMPLINGS,
+    TARGETS,
     build,
     listwise_lists,
     query_rng,
@@ -272,11 +275,25 @@ def test_cli_config_yaml_replaces_flags_and_flags_win(coll, tmp_path, capsys):
     assert code == 2 and "sample_sise" in text and "unknown key" in text
 
 
+def test_cli_config_qids_file_is_relative_to_the_yaml(coll, tmp_path, capsys):
+    (tmp_path / "ids.txt").write_text("q2\n", encoding="utf-8")
+    cfg = tmp_path / "build.yaml"
+    cfg.write_text(f"teacher-run: {coll['teacher']}\ndataset: coll\noutput: ids.parquet\nqids: ids.txt\n", encoding="utf-8")
+    code, text = run_cli(["--config", cfg], capsys)
+    assert code == 0, text
+    assert read_metadata(tmp_path / "ids.parquet")["config"]["qids"] == ["q2"]
+    cfg.write_text(f"teacher-run: {coll['teacher']}\ndataset: coll\noutput: ids.parquet\nqids: q2,q1\n", encoding="utf-8")
+    code, text = run_cli(["--config", cfg], capsys)
+    assert code == 0, text
+    assert read_metadata(tmp_path / "ids.parquet")["config"]["qids"] == ["q2", "q1"]
+
+
 def test_help_documents_every_knob(capsys):
     code, text = run_cli(["--help"], capsys)
     assert code == 0
     for flag in ("--teacher-run", "--first-stage-run", "--qrels", "--depth", "--sample-size", "--sampling",
-                 "--targets", "--negatives", "--seed", "--qids", "--config", "--relevant-grade", "log-random"):
+                 "--targets", "--negatives", "--seed", "--qids", "--config", "--relevant-grade", "--pairs",
+                 "--cross-negatives", *SAMPLINGS, *TARGETS, *NEGATIVES, *PAIRS):
         assert flag in text, flag
 
 
