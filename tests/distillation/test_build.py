@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankdistill.cli import main
 from rankdistill.distillation.builder import (
     NEGATIVES,
     PAIRS,
@@ -21,7 +22,6 @@ from rankdistill.distillation.builder import (
     read_set,
     sample_indices,
 )
-from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
 
 # --- sampling -----------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import pytest
 from scipy import stats
 
 from rankdistill.cli import main
+from rankdistill.data.trec import write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.metrics import evaluate, parse_measures
-from rankdistill.data.trec import write_qrels, write_run
 from rankdistill.evaluation.significance import holm, paired_p_value
 
 # q1 graded, q2 one relevant doc, q3 judged but absent from the run, q4 in the run but not judged.
@@ -207,7 +207,6 @@ def test_teachers_beat_bm25_significantly_on_dl20(dl20, capsys):
 
 
 def test_config_yaml_sets_the_options_and_flags_win(toy, tmp_path, cli_error):
-    run, qrels = toy
     cfg = tmp_path / "eval.yaml"  # paths relative to the file; the baseline by its file
     cfg.write_text("runs: [toy.run]\nqrels: toy.qrels\nmeasure: [nDCG@10, RR@10]\nbaseline: toy.run\n"
                    "output: out.json\nper-query: true\n")
@@ -222,3 +221,13 @@ def test_config_yaml_sets_the_options_and_flags_win(toy, tmp_path, cli_error):
     assert f"{cfg}: measures: unknown key" in err and "measure," in err
     cfg.write_text("qrels: toy.qrels\n")
     assert "name at least one run" in cli_error(["evaluate", "--config", str(cfg)])
+
+
+def test_help_names_the_default_measures():
+    import typing
+
+    from rankdistill.commands.evaluate import evaluate_command
+    from rankdistill.evaluation.metrics import DEFAULT_MEASURES
+
+    option = typing.get_type_hints(evaluate_command, include_extras=True)["measure"].__metadata__[0]
+    assert f"(default {', '.join(DEFAULT_MEASURES)})" in option.help

@@ -16,9 +16,9 @@ import pytest
 from helpers.tiny import tiny_encoder_dir
 
 from rankdistill.cli import main
+from rankdistill.data.trec import write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.report import write_report
-from rankdistill.data.trec import write_qrels, write_run
 
 L2 = math.log2
 QRELS = {"q1": {"d1": 2, "d2": 1, "d3": 0}, "q2": {"d4": 1, "d5": 0}, "q3": {"d6": 1, "d7": 0}}

@@ -42,7 +42,7 @@ from rankdistill.errors import RankdistillError
 
 # the names this module had before it was split (``rankdistill.distillset`` still imports them from here)
 __all__ = [
-    "NEGATIVES", "PAIRS", "SAMPLINGS", "TARGETS", "METADATA_KEY", "BuildConfig", "SamplingOptions", "build",
+    "METADATA_KEY", "NEGATIVES", "PAIRS", "SAMPLINGS", "TARGETS", "BuildConfig", "SamplingOptions", "build",
     "build_from_config", "listwise_lists", "query_rng", "rank_target", "read_metadata", "read_set", "sample_indices",
 ]
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rankdistill.errors import RankdistillError
-from rankdistill.util.files import atomic_write
 from rankdistill.data.trec import Qrels, Run, read_qrels, read_run
+from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.significance import TESTS, holm, paired_p_value
+from rankdistill.util.files import atomic_write
 
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100", "AP")
 MARK_BETTER = "*"

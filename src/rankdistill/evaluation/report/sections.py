@@ -84,12 +84,7 @@ def systems(runs: Mapping[str, Run], qrels: Qrels, *, baseline: str, teacher: st
 
 def header(title: str, now: _dt.datetime) -> list[Block]:
     """Title, time, machine and package versions."""
-    return [
-        f"# {title}",
-        f"Generated {now:%Y-%m-%d %H:%M} UTC  \n"
-        f"Machine: {_machine()}  \n"
-        f"Packages: {_packages()}",
-    ]
+    return [f"# {title}", f"Generated {now:%Y-%m-%d %H:%M} UTC  \nMachine: {_machine()}  \nPackages: {_packages()}"]
 
 
 def _machine() -> str:
@@ -126,11 +121,11 @@ def effectiveness(s: Systems) -> list[Block]:
     compared = len(s.names) - 1
     blocks: list[Block] = [
         "## Effectiveness",
-        f"Mean over the {len(scores.qids)} judged queries (a query a run lacks counts 0). {MARK_BETTER} / {MARK_WORSE}: "
-        f"significantly better / worse than the baseline `{s.baseline}` "
-        f"({TEST_NAMES[s.test]}, Holm–Bonferroni correction across the {compared} compared system"
-        f"{'s' if compared != 1 else ''} per measure, α = {ALPHA}). "
-        f"W/T/L: queries where the system's {primary} is higher/equal/lower than the baseline's.",
+        (f"Mean over the {len(scores.qids)} judged queries (a query a run lacks counts 0). {MARK_BETTER} / {MARK_WORSE}: "
+         f"significantly better / worse than the baseline `{s.baseline}` "
+         f"({TEST_NAMES[s.test]}, Holm–Bonferroni correction across the {compared} compared system"
+         f"{'s' if compared != 1 else ''} per measure, α = {ALPHA}). "
+         f"W/T/L: queries where the system's {primary} is higher/equal/lower than the baseline's."),
         _effectiveness_table(s, scores),
     ]
     if compared:
