@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankdistill.cli import main
 from rankdistill.distillation.builder import (
+    NEGATIVES,
+    PAIRS,
     SAMPLINGS,
+    TARGETS,
     build,
     listwise_lists,
     query_rng,
@@ -18,7 +22,6 @@ from rankdistill.distillation.builder import (
     read_set,
     sample_indices,
 )
-from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
 
 # --- sampling -----------------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ def test_missing_passage_names_id_and_file(coll, tmp_path):
 
 
 def test_no_targets_source(coll, tmp_path):
-    with pytest.raises(RankdistillError, match="--targets rank needs a ranking"):
+    with pytest.raises(RankdistillError, match="targets .rank. needs a ranking"):
         build(qrels=coll["qrels"], dataset=str(coll["folder"]), output=tmp_path / "x.parquet", progress=False)
     (coll["folder"] / "qrels.txt").unlink()
     with pytest.raises(RankdistillError, match="needs qrels"):
@@ -269,14 +272,28 @@ def test_cli_config_yaml_replaces_flags_and_flags_win(coll, tmp_path, capsys):
     assert (meta["sampling"], meta["sample_size"], meta["seed"]) == ("random", 3, 7)
     cfg.write_text("sampling: top\nsample-sise: 3\n", encoding="utf-8")
     code, text = run_cli(["--config", cfg], capsys)
-    assert code == 2 and "sample_sise" in text and "unknown option" in text
+    assert code == 2 and "sample_sise" in text and "unknown key" in text
+
+
+def test_cli_config_qids_file_is_relative_to_the_yaml(coll, tmp_path, capsys):
+    (tmp_path / "ids.txt").write_text("q2\n", encoding="utf-8")
+    cfg = tmp_path / "build.yaml"
+    cfg.write_text(f"teacher-run: {coll['teacher']}\ndataset: coll\noutput: ids.parquet\nqids: ids.txt\n", encoding="utf-8")
+    code, text = run_cli(["--config", cfg], capsys)
+    assert code == 0, text
+    assert read_metadata(tmp_path / "ids.parquet")["config"]["qids"] == ["q2"]
+    cfg.write_text(f"teacher-run: {coll['teacher']}\ndataset: coll\noutput: ids.parquet\nqids: q2,q1\n", encoding="utf-8")
+    code, text = run_cli(["--config", cfg], capsys)
+    assert code == 0, text
+    assert read_metadata(tmp_path / "ids.parquet")["config"]["qids"] == ["q2", "q1"]
 
 
 def test_help_documents_every_knob(capsys):
     code, text = run_cli(["--help"], capsys)
     assert code == 0
     for flag in ("--teacher-run", "--first-stage-run", "--qrels", "--depth", "--sample-size", "--sampling",
-                 "--targets", "--negatives", "--seed", "--qids", "--config", "--relevant-grade", "log-random"):
+                 "--targets", "--negatives", "--seed", "--qids", "--config", "--relevant-grade", "--pairs",
+                 "--cross-negatives", *SAMPLINGS, *TARGETS, *NEGATIVES, *PAIRS):
         assert flag in text, flag
 
 

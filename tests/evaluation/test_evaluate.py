@@ -14,9 +14,9 @@ import pytest
 from scipy import stats
 
 from rankdistill.cli import main
+from rankdistill.data.trec import write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.metrics import evaluate, parse_measures
-from rankdistill.data.trec import write_qrels, write_run
 from rankdistill.evaluation.significance import holm, paired_p_value
 
 # q1 graded, q2 one relevant doc, q3 judged but absent from the run, q4 in the run but not judged.
@@ -204,3 +204,30 @@ def test_teachers_beat_bm25_significantly_on_dl20(dl20, capsys):
     main(["evaluate", *map(str, runs), "--qrels", str(dl20 / "qrels.txt"), "--baseline", str(runs[0]), "-m", "nDCG@10"])
     out = " ".join(capsys.readouterr().out.split())
     assert "0.6549*" in out and "(p=" in out and "Holm" in out
+
+
+def test_config_yaml_sets_the_options_and_flags_win(toy, tmp_path, cli_error):
+    cfg = tmp_path / "eval.yaml"  # paths relative to the file; the baseline by its file
+    cfg.write_text("runs: [toy.run]\nqrels: toy.qrels\nmeasure: [nDCG@10, RR@10]\nbaseline: toy.run\n"
+                   "output: out.json\nper-query: true\n")
+    main(["evaluate", "--config", str(cfg)])
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["measures"] == ["nDCG@10", "RR@10"] and data["baseline"] == "toy.run"
+    assert data["runs"]["toy.run"]["per_query"]["nDCG@10"]["q3"] == 0.0
+    main(["evaluate", "--config", str(cfg), "-m", "AP", "-o", str(tmp_path / "flag.json")])
+    assert json.loads((tmp_path / "flag.json").read_text())["measures"] == ["AP"]
+    cfg.write_text("runs: [toy.run]\nqrels: toy.qrels\nmeasures: [AP]\n")
+    err = cli_error(["evaluate", "--config", str(cfg)])
+    assert f"{cfg}: measures: unknown key" in err and "measure," in err
+    cfg.write_text("qrels: toy.qrels\n")
+    assert "name at least one run" in cli_error(["evaluate", "--config", str(cfg)])
+
+
+def test_help_names_the_default_measures():
+    import typing
+
+    from rankdistill.commands.evaluate import evaluate_command
+    from rankdistill.evaluation.metrics import DEFAULT_MEASURES
+
+    option = typing.get_type_hints(evaluate_command, include_extras=True)["measure"].__metadata__[0]
+    assert f"(default {', '.join(DEFAULT_MEASURES)})" in option.help

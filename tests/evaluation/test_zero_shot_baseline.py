@@ -1,21 +1,24 @@
-"""The zero-shot backbone baseline: the untrained backbone as a bi-encoder, in reports and in ``evaluate``.
+"""The zero-shot backbone baseline: the untrained backbone as a bi-encoder, in reports and in ``rankdistill evaluate``.
 
 A distilled student is only worth training if it beats its own backbone used untrained; these tests check
 that this baseline is computed from independent cosines and shown, with its paired test, where users look.
+The command makes the zero-shot run (through the embedding teacher) and hands it to ``evaluate()``, which only
+measures the runs it is given.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 from helpers.tiny import tiny_encoder_dir
 
-from rankdistill.errors import RankdistillError
-from rankdistill.evaluation.metrics import evaluate
-from rankdistill.evaluation.report import write_report
+from rankdistill.cli import main
 from rankdistill.data.trec import write_qrels, write_run
+from rankdistill.errors import RankdistillError
+from rankdistill.evaluation.report import write_report
 
 L2 = math.log2
 QRELS = {"q1": {"d1": 2, "d2": 1, "d3": 0}, "q2": {"d4": 1, "d5": 0}, "q3": {"d6": 1, "d7": 0}}
@@ -88,15 +91,22 @@ def toy(tmp_path_factory):
     return root, data, tiny_encoder_dir(root / "tiny-model"), qrels
 
 
-def test_evaluate_adds_the_backbone_as_a_bi_encoder_over_the_baseline_candidates(toy):
+def _evaluate(tmp_path, *args) -> dict:
+    """``rankdistill evaluate ARGS -o metrics.json --per-query``: the summary it writes."""
+    out = tmp_path / "metrics.json"
+    main(["evaluate", *map(str, args), "-o", str(out), "--per-query"])
+    return json.loads(out.read_text())
+
+
+def test_evaluate_adds_the_backbone_as_a_bi_encoder_over_the_baseline_candidates(toy, tmp_path):
     import ir_measures
     from sentence_transformers import SentenceTransformer
 
     root, data, model, qrels = toy
-    result = evaluate([root / "bm25.run"], dataset=str(data), measures=("nDCG@10",), baseline=root / "bm25.run",
-                      zero_shot=str(model), depth=3)
+    result = _evaluate(tmp_path, root / "bm25.run", "--dataset", data, "-m", "nDCG@10", "--baseline", root / "bm25.run",
+                       "--zero-shot", model, "--depth", 3)
     label = f"zero-shot:{model}"
-    assert result.runs == ["bm25.run", label]
+    assert list(result["runs"]) == ["bm25.run", label]
     # independently: cosines of SentenceTransformer embeddings over the top 3, the 4th candidate kept last
     st = SentenceTransformer(str(model))
     q = st.encode(list(QUERIES.values()), normalize_embeddings=True)
@@ -105,14 +115,12 @@ def test_evaluate_adds_the_backbone_as_a_bi_encoder_over_the_baseline_candidates
     expected_run = {qid: {**{d: cos[qid][d] for d in ("d3", "d4", "d2")}, "d1": -10.0} for qid in QUERIES}
     expected = {m.query_id: m.value for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, expected_run)}
     for qid in QUERIES:
-        assert result.per_query[label]["nDCG@10"][qid] == pytest.approx(expected[qid], abs=1e-6)
-    assert not np.isnan(result.comparisons[label]["nDCG@10"].p_value)
+        assert result["runs"][label]["per_query"]["nDCG@10"][qid] == pytest.approx(expected[qid], abs=1e-6)
+    assert not np.isnan(result["runs"][label]["measures"]["nDCG@10"]["p_value"])
 
 
 def test_zero_shot_needs_the_texts(toy, cli_error):
     root, data, model, _ = toy
-    with pytest.raises(RankdistillError, match="--zero-shot needs --dataset"):
-        evaluate([root / "bm25.run"], qrels=data / "qrels.txt", zero_shot=str(model))
     message = cli_error(["evaluate", str(root / "bm25.run"), "--qrels", str(data / "qrels.txt"),
                          "--zero-shot", str(model)])
     assert "--zero-shot needs --dataset" in message
@@ -121,11 +129,19 @@ def test_zero_shot_needs_the_texts(toy, cli_error):
     assert "missing.run: no such run file" in message
 
 
-def test_zero_shot_uses_a_baseline_named_by_its_label(toy):
+def test_evaluate_only_measures_the_runs_it_is_given():
+    """The zero-shot run is the caller's to make: ``evaluate()`` takes no model."""
+    import inspect
+
+    from rankdistill.evaluation.metrics import evaluate
+
+    assert not {"zero_shot", "candidates", "depth", "zero_shot_max_length"} & set(inspect.signature(evaluate).parameters)
+
+
+def test_zero_shot_uses_a_baseline_named_by_its_label(toy, tmp_path):
     root, data, model, _ = toy
-    by_path = evaluate([root / "bm25.run"], dataset=str(data), measures=("nDCG@10",), baseline=root / "bm25.run",
-                       zero_shot=str(model), depth=3)
-    by_label = evaluate([root / "bm25.run"], dataset=str(data), measures=("nDCG@10",), baseline="bm25.run",
-                        zero_shot=str(model), depth=3)
+    common = ("--dataset", data, "-m", "nDCG@10", "--zero-shot", model, "--depth", 3)
+    by_path = _evaluate(tmp_path, root / "bm25.run", "--baseline", root / "bm25.run", *common)
+    by_label = _evaluate(tmp_path, root / "bm25.run", "--baseline", "bm25.run", *common)
     label = f"zero-shot:{model}"
-    assert by_label.per_query[label] == by_path.per_query[label]
+    assert by_label["runs"][label]["per_query"] == by_path["runs"][label]["per_query"]

@@ -7,7 +7,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from rankdistill.commands._common import CorpusOpt, DatasetOpt, FixEncodingOpt, QrelsOpt, QueriesOpt, SplitOpt
+from rankdistill.commands._common import (
+    ConfigOpt,
+    CorpusOpt,
+    DatasetOpt,
+    FixEncodingOpt,
+    QrelsOpt,
+    QueriesOpt,
+    SplitOpt,
+    merge_config,
+)
+
+PATH_KEYS = ("output", "teacher_run", "first_stage_run", "qrels", "queries", "corpus")
 
 HELP = (
     "Write a distillation set (parquet): per query, candidates sampled from a ranking, with the student's targets.\n\n"
@@ -52,54 +63,51 @@ def build_command(
     teacher_depth: Annotated[int, typer.Option("--teacher-depth", help="--pairs compared: first-stage candidates the teacher ranked.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed; each query's generator derives from it and the query id.")] = 0,
     qids: Annotated[Optional[str], typer.Option("--qids", help="Only these queries: comma-separated ids, or a file with one id a line.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of these options; explicit flags win.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    from pydantic import ValidationError
     from rich.console import Console
-    from rich.table import Table
 
-    from rankdistill.distillation.builder import BuildConfig, build_from_config, describe_counts, describe_validation_error, read_metadata
+    from rankdistill.commands._tables import distillation_set_table
+    from rankdistill.distillation.builder import build_from_config, read_metadata
 
-    flags = dict(
-        output=output, teacher_run=teacher_run, first_stage_run=first_stage_run, qrels=qrels, dataset=dataset,
-        queries=queries, corpus=corpus, split=split, fix_encoding=fix_encoding, depth=depth, sample_size=sample_size,
-        sampling=sampling, targets=targets, negatives=negatives, relevant_grade=relevant_grade,
-        cross_negatives=cross_negatives, pairs=pairs, teacher_window=teacher_window, teacher_stride=teacher_stride,
-        teacher_depth=teacher_depth, seed=seed, qids=qids,
-    )
-    values: dict[str, Any] = _read_yaml(config) if config else {}
-    for name, value in flags.items():
-        # by name: typer vendors its own click, whose ParameterSource is not click's
-        explicit = getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
-        if (explicit or name not in values) and value is not None:  # None = not given (every such default is None)
-            values[name] = value
+    flags = {name: value for name, value in ctx.params.items() if name != "config"}
+    values = merge_config(ctx, config, flags, PATH_KEYS)
+    _qids_file_relative_to_config(ctx, config, values)
+    path = build_from_config(_validate(values, config))
+    Console().print(distillation_set_table(path, read_metadata(path)["counts"]))
+
+
+def _validate(values: dict[str, Any], config: Path | None):
+    """The options checked, in one line naming every bad key; a missing one also names its flag."""
+    from pydantic import ValidationError
+
+    from rankdistill.distillation.options import BuildConfig
+    from rankdistill.errors import RankdistillError
+    from rankdistill.util.config import describe_error
+
     try:
-        cfg = BuildConfig.model_validate(values)
+        return BuildConfig.model_validate(values)
     except ValidationError as exc:
-        raise describe_validation_error(exc, str(config) if config else "") from None
-    path = build_from_config(cfg)
-    counts = read_metadata(path)["counts"]
-    table = Table(title=f"distillation set {path}", show_header=False)
-    for key, text in describe_counts(counts):
-        table.add_row(key, text)
-    Console().print(table)
+        problems = []
+        for error in exc.errors():
+            problem = describe_error(error, BuildConfig)
+            if error["type"] == "missing":
+                flag = "--" + str(error["loc"][0]).replace("_", "-")
+                problem += f" (give {flag} or set '{error['loc'][0]}' in the --config file)"
+            problems.append(problem)
+        raise RankdistillError(f"{config}: {'; '.join(problems)}" if config else "; ".join(problems)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    from rankdistill.util.config import read_yaml_mapping
+def _qids_file_relative_to_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> None:
+    """``qids`` from the file is a list of ids or a file of ids: only a file is taken relative to the YAML file."""
+    from rankdistill.util.config import resolve_path
 
-    values = read_yaml_mapping(path)
-    base = path.parent
-    for key in ("output", "teacher_run", "first_stage_run", "qrels", "queries", "corpus"):
-        if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
-            values[key] = str(base / values[key])
-    ds = values.get("dataset")
-    if isinstance(ds, str) and not ds.startswith("irds:") and not Path(ds).is_absolute():
-        values["dataset"] = str(base / ds)
-    q = values.get("qids")
-    if isinstance(q, str) and (base / q).is_file():
-        values["qids"] = str(base / q)
-    return values
+    explicit = getattr(ctx.get_parameter_source("qids"), "name", None) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+    qids = values.get("qids")
+    if config is not None and not explicit and isinstance(qids, str):
+        base = config.resolve().parent
+        if (base / qids).is_file():
+            values["qids"] = resolve_path(qids, base)
 
 
 def register(app: typer.Typer) -> None:

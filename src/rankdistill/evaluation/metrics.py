@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rankdistill.errors import RankdistillError
-from rankdistill.util.files import atomic_write
 from rankdistill.data.trec import Qrels, Run, read_qrels, read_run
+from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.significance import TESTS, holm, paired_p_value
+from rankdistill.util.files import atomic_write
 
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100", "AP")
 MARK_BETTER = "*"
@@ -188,33 +188,100 @@ class EvaluationResult:
         return path
 
 
-def _qrels_for(dataset: str | Path | None, qrels: str | Path | Qrels | None, split: str) -> Qrels:
-    """Qrels from a file/mapping, else from the dataset (a folder's qrels file is read without its corpus)."""
+def load_qrels(dataset: str | Path | None = None, qrels: str | Path | Qrels | None = None, split: str = "test") -> Qrels:
+    """The judgements to evaluate against: a qrels file or mapping, else the dataset's.
+
+    Args:
+        dataset: ``irds:<id>`` or a folder (whose qrels file is read without its corpus).
+        qrels: A TREC qrels file or a ``{qid: {docid: grade}}`` mapping; wins over ``dataset``.
+        split: A BEIR folder's qrels split (``qrels/<split>.tsv``).
+
+    Returns:
+        ``{qid: {docid: grade}}``, not empty.
+
+    Raises:
+        RankdistillError: Neither is given, the dataset has no qrels, or they are empty.
+    """
     from rankdistill.data.collection import IRDS_PREFIX, QRELS_NAMES, load_collection
 
     if isinstance(qrels, Mapping):
-        return {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
-    if qrels is not None:
-        return read_qrels(qrels)
-    if dataset is None:
-        raise RankdistillError("evaluation needs relevance judgments: pass --qrels FILE or --dataset irds:<id>/FOLDER")
-    spec = str(dataset)
-    if not spec.startswith(IRDS_PREFIX) and Path(spec).is_dir():
-        folder = Path(spec)
+        found = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+    elif qrels is not None:
+        found = read_qrels(qrels)
+    elif dataset is None:
+        raise RankdistillError("evaluation needs relevance judgments: give qrels (a file) or dataset (irds:<id> or a folder)")
+    elif not str(dataset).startswith(IRDS_PREFIX) and Path(str(dataset)).is_dir():
+        folder = Path(str(dataset))
         candidates = [folder / "qrels" / f"{split}.tsv", *(folder / name for name in QRELS_NAMES)]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise RankdistillError(f"{folder}: no qrels (looked for qrels/{split}.tsv, {', '.join(QRELS_NAMES)}); pass --qrels FILE")
-        return read_qrels(found)
-    collection = load_collection(spec, split=split)
-    if not collection.qrels:
-        raise RankdistillError(f"{collection.name} has no relevance judgments; pass --qrels FILE")
-    return collection.qrels
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise RankdistillError(f"{folder}: no qrels (looked for qrels/{split}.tsv, {', '.join(QRELS_NAMES)}); give qrels (a file)")
+        found = read_qrels(path)
+    else:
+        collection = load_collection(str(dataset), split=split)
+        if not collection.qrels:
+            raise RankdistillError(f"{collection.name} has no relevance judgments; give qrels (a file)")
+        found = collection.qrels
+    if not found:
+        raise RankdistillError("the qrels are empty; nothing to evaluate against")
+    return found
+
+
+def check_test(test: str, alpha: float) -> None:
+    """Raise a :class:`RankdistillError` unless ``test`` is a known paired test and ``0 < alpha < 1``."""
+    if test not in TESTS:
+        raise RankdistillError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
+    if not 0 < alpha < 1:
+        raise RankdistillError(f"alpha must lie between 0 and 1, not {alpha}")
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
     names = [p.name for p in paths]
     return [p.name if names.count(p.name) == 1 else str(p) for p in paths]
+
+
+def resolve_runs(
+    runs: Sequence[str | Path] | Mapping[str, Run | str | Path] | str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    baseline: str | Path | None = None,
+) -> tuple[dict[str, Run | str | Path], str | None]:
+    """Label every run and find the baseline among them.
+
+    Args:
+        runs: TREC run files (labelled by file name, or by their path where two share a name) or a
+            ``{label: Run or path}`` mapping.
+        names: Labels for ``runs`` given as files, in the same order.
+        baseline: One of the runs (by path or label), or another run file, which is then added first.
+
+    Returns:
+        ``{label: Run or path}`` in evaluation order, and the baseline's label (None without a baseline).
+
+    Raises:
+        RankdistillError: No run, ``names`` that do not match the runs, or a baseline that is neither a run
+            nor a file.
+    """
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    if isinstance(runs, Mapping):
+        sources: dict[str, Run | str | Path] = dict(runs)
+    else:
+        paths = [Path(r) for r in runs]
+        if names is not None and (len(names) != len(paths) or len(set(names)) != len(names)):
+            raise RankdistillError(f"give one distinct name per run: {len(paths)} runs, names {list(names)}")
+        sources = dict(zip(list(names) if names is not None else _labels(paths), paths))
+    if not sources:
+        raise RankdistillError("name at least one run to evaluate")
+    if baseline is None:
+        return sources, None
+    wanted = Path(baseline)
+    for label, src in sources.items():
+        if label == str(baseline) or (isinstance(src, (str, Path)) and Path(src).resolve() == wanted.resolve()):
+            return sources, label
+    if not wanted.is_file():
+        raise RankdistillError(f"baseline {str(baseline)!r} is neither one of the runs ({', '.join(sources)}) nor a run file")
+    label = wanted.name if wanted.name not in sources else str(wanted)
+    return {label: wanted, **sources}, label
 
 
 def evaluate(
@@ -231,136 +298,75 @@ def evaluate(
     output: str | Path | None = None,
     split: str = "test",
     names: Sequence[str] | None = None,
-    zero_shot: str | None = None,
-    candidates: str | Path | None = None,
-    depth: int = 100,
-    zero_shot_max_length: int | None = None,
 ) -> EvaluationResult:
     """Evaluate runs on the qrels' queries; with ``baseline``, test every other run against it.
 
-    ``runs`` are TREC run files (labelled by file name, or by ``names`` in the same order) or a
-    ``{label: Run or path}`` mapping.
-    ``baseline`` is one of the runs (by path or label), or another run file, which is then added first.
-    ``output`` writes CSV/JSON/Markdown by extension; ``per_query`` adds per-query values to it.
-    ``zero_shot`` (a model name, folder or hub id) adds that model used untrained as a bi-encoder over the
-    top ``depth`` of ``candidates`` (default: the baseline, else the first run), labelled
-    ``zero-shot:<model>``: the bar a distilled student must clear. It needs ``dataset`` for the texts.
-    ``zero_shot_max_length``: the tokens of each text it reads (give the student's passage budget).
+    Only measures the runs it is given: a run made for the comparison (e.g. the zero-shot backbone, see
+    ``rankdistill evaluate --zero-shot``) is one more entry of ``runs``.
+
+    Args:
+        runs: TREC run files or a ``{label: Run or path}`` mapping (see :func:`resolve_runs`).
+        dataset, qrels, split: Where the judgements come from (see :func:`load_qrels`).
+        measures: ir-measures measure strings (see :func:`parse_measures`).
+        rel: The relevance level of binary measures that name none (TREC DL: 2).
+        baseline: The run the others are tested against (see :func:`resolve_runs`).
+        test: ``ttest`` or ``wilcoxon``, paired; p-values Holm-corrected over the compared runs.
+        alpha: Significance level, after the correction.
+        per_query: Add per-query values to ``output``.
+        output: Write CSV, JSON or Markdown, chosen by the extension.
+        names: Labels for ``runs`` given as files.
+
+    Returns:
+        Means, per-query values and tests of every run.
+
+    Raises:
+        RankdistillError: A bad measure, test or alpha, missing or empty judgements, a bad baseline or names,
+            an unreadable run, or an unknown output format.
     """
-    import ir_measures
-
-    if test not in TESTS:
-        raise RankdistillError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
-    if not 0 < alpha < 1:
-        raise RankdistillError(f"alpha must lie between 0 and 1, not {alpha}")
+    check_test(test, alpha)
     parsed = parse_measures(measures, rel)
-    measure_names = [str(m) for m in parsed]
-    qrels_map = _qrels_for(dataset, qrels, split)
-    if not qrels_map:
-        raise RankdistillError("the qrels are empty; nothing to evaluate against")
-
-    # runs: label -> (path or None, Run or path)
-    if isinstance(runs, (str, Path)):
-        runs = [runs]
-    if isinstance(runs, Mapping):
-        sources: dict[str, Run | str | Path] = dict(runs)
-    else:
-        paths = [Path(r) for r in runs]
-        if names is not None and (len(names) != len(paths) or len(set(names)) != len(names)):
-            raise RankdistillError(f"give one distinct name per run: {len(paths)} runs, names {list(names)}")
-        sources = dict(zip(list(names) if names is not None else _labels(paths), paths))
-    if not sources:
-        raise RankdistillError("name at least one run to evaluate")
-    baseline_label: str | None = None
-    if baseline is not None:
-        wanted = Path(baseline)
-        for label, src in sources.items():
-            if label == str(baseline) or (isinstance(src, (str, Path)) and Path(src).resolve() == wanted.resolve()):
-                baseline_label = label
-                break
-        if baseline_label is None:
-            if not wanted.is_file():
-                raise RankdistillError(
-                    f"baseline {str(baseline)!r} is neither one of the runs ({', '.join(sources)}) nor a run file"
-                )
-            label = wanted.name if wanted.name not in sources else str(wanted)
-            sources = {label: wanted, **sources}
-            baseline_label = label
-    if zero_shot is not None:  # over the baseline's candidates (it may be named by label), else the first run's
-        pool = candidates if candidates is not None else sources[baseline_label or next(iter(sources))]
-        sources[f"zero-shot:{zero_shot}"] = _zero_shot_run(zero_shot, pool, dataset, depth, zero_shot_max_length)
-
+    qrels_map = load_qrels(dataset, qrels, split)
+    sources, baseline_label = resolve_runs(runs, names=names, baseline=baseline)
     queries = sorted(qrels_map, key=_natural_key)
-    result = EvaluationResult(runs=list(sources), measures=measure_names, queries=queries, per_query={},
+    result = EvaluationResult(runs=list(sources), measures=[str(m) for m in parsed], queries=queries, per_query={},
                               baseline=baseline_label, test=test, alpha=alpha,
                               graded=any(g > 1 for docs in qrels_map.values() for g in docs.values()))
     for label, src in sources.items():
-        run = read_run(src) if isinstance(src, (str, Path)) else src
         if isinstance(src, (str, Path)):
             result.paths[label] = str(src)
-        scored = {qid: {docid: float(score) for docid, score in ranked} for qid, ranked in run.items() if qid in qrels_map and ranked}
-        values: dict[str, dict[str, float]] = {name: {} for name in measure_names}
-        for metric in ir_measures.iter_calc(parsed, qrels_map, scored):
-            values[str(metric.measure)][metric.query_id] = float(metric.value)
-        result.missing[label] = [q for q in queries if not scored.get(q)]
-        # trec_eval -c: every qrels query counts, 0 where the run has no value
-        result.per_query[label] = {name: {q: values[name].get(q, 0.0) for q in queries} for name in measure_names}
-
+        _measure(result, label, read_run(src) if isinstance(src, (str, Path)) else src, parsed, qrels_map)
     if baseline_label is not None:
-        others = [r for r in result.runs if r != baseline_label]
-        base = result.per_query[baseline_label]
-        for name in measure_names:
-            base_vec = [base[name][q] for q in queries]
-            p_values = [paired_p_value([result.per_query[r][name][q] for q in queries], base_vec, test) for r in others]
-            for run_label, p, p_corr in zip(others, p_values, holm(p_values)):
-                delta = result.mean(run_label, name) - result.mean(baseline_label, name)
-                result.comparisons.setdefault(run_label, {})[name] = Comparison(delta, p, p_corr, p_corr < alpha)
+        _compare(result)
     if output is not None:
         result.write(output, per_query=per_query)
     return result
 
 
-def _zero_shot_run(model: str, candidates: Run | str | Path, dataset: str | Path | None, depth: int,
-                   max_length: int | None = None) -> Run:
-    """``model`` as an untrained bi-encoder over the top ``depth`` candidates (the embedding teacher's cosines)."""
-    import tempfile
+def _measure(result: EvaluationResult, label: str, run: Run, parsed: list, qrels: Qrels) -> None:
+    """One run's per-query values on every qrels query (0 where the run has none, as ``trec_eval -c``)."""
+    import ir_measures
 
-    from rankdistill.teacher.teach import teach
+    scored = {qid: {docid: float(score) for docid, score in ranked} for qid, ranked in run.items() if qid in qrels and ranked}
+    values: dict[str, dict[str, float]] = {name: {} for name in result.measures}
+    for metric in ir_measures.iter_calc(parsed, qrels, scored):
+        values[str(metric.measure)][metric.query_id] = float(metric.value)
+    result.missing[label] = [q for q in result.queries if not scored.get(q)]
+    result.per_query[label] = {name: {q: values[name].get(q, 0.0) for q in result.queries} for name in result.measures}
 
-    if dataset is None:
-        raise RankdistillError("--zero-shot needs --dataset: the bi-encoder reads the query and passage texts")
-    if isinstance(candidates, (str, Path)) and not Path(candidates).is_file():
-        raise RankdistillError(f"--candidates {candidates}: no such run file")
-    with tempfile.TemporaryDirectory(prefix="rankdistill-zero-shot-") as folder:
-        result = teach(candidates, dataset=dataset, output=Path(folder), backend="embedding", model=model, depth=depth,
-                       tag=f"zero-shot-{Path(str(model)).name}",
-                       backend_options={"max_length": max_length} if max_length else None)
-        return dict(result.run)
+
+def _compare(result: EvaluationResult) -> None:
+    """Every run against the baseline on every measure, Holm-corrected over the compared runs."""
+    baseline, queries = result.baseline, result.queries
+    others = [r for r in result.runs if r != baseline]
+    base = result.per_query[baseline]
+    for name in result.measures:
+        base_vec = [base[name][q] for q in queries]
+        p_values = [paired_p_value([result.per_query[r][name][q] for q in queries], base_vec, result.test) for r in others]
+        for run_label, p, p_corr in zip(others, p_values, holm(p_values)):
+            delta = result.mean(run_label, name) - result.mean(baseline, name)
+            result.comparisons.setdefault(run_label, {})[name] = Comparison(delta, p, p_corr, p_corr < result.alpha)
 
 
 def _natural_key(qid: str):
     """Numeric ids in numeric order (2 before 10), others after them in text order."""
     return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
-
-
-def rich_table(summary: dict, title: str = "Evaluation"):
-    """A terminal table from ``EvaluationResult.to_dict()`` (also what the pipeline saves as metrics.json)."""
-    from rich.table import Table
-
-    table = Table(title=title, caption=summary.get("legend"), caption_justify="left")
-    table.add_column("run", style="bold", overflow="fold")
-    for m in summary["measures"]:
-        table.add_column(m, justify="right")
-    for run, entry in summary["runs"].items():
-        cells = []
-        for m in summary["measures"]:
-            item = entry["measures"][m]
-            text = f"{item['mean']:.4f}"
-            if "p_corrected" in item:
-                mark = (MARK_BETTER if item["delta"] > 0 else MARK_WORSE) if item["significant"] else ""
-                text += f"{mark} (p={item['p_corrected']:.3g})"
-                style = "green" if mark == MARK_BETTER else "red" if mark else ""
-                text = f"[{style}]{text}[/]" if style else text
-            cells.append(text)
-        table.add_row(f"{run} (baseline)" if run == summary.get("baseline") else run, *cells)
-    return table

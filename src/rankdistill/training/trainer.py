@@ -50,28 +50,17 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
     Texts are cut here, once, with the separate query/passage budgets (see :mod:`rankdistill.modeling.cross_encoder`).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from datasets import Dataset
 
+    from rankdistill.distillation import schema
     from rankdistill.modeling.cross_encoder import truncate_pairs
 
+    columns = (*schema.REQUIRED_COLUMNS, *schema.WINDOW_COLUMNS)  # window columns of older sets come as nulls
     tables = []
     for file_index, path in enumerate(paths):
-        if not Path(path).is_file():
-            raise RankdistillError(f"training data {path} not found (make it with `rankdistill build`)")
-        try:
-            schema = pq.read_schema(path)
-        except Exception as exc:
-            raise RankdistillError(f"{path}: not a parquet file ({exc})") from exc
-        missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
-        if missing:
-            raise RankdistillError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `rankdistill build`")
-        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS) + [c for c in WINDOW_COLUMNS if c in schema.names])
-        for column in WINDOW_COLUMNS:  # sets built before --pairs existed, or with --pairs all
-            if column not in table.column_names:
-                table = table.append_column(column, pa.nulls(table.num_rows, pa.int64()))
-        table = table.cast(pa.schema([("qid", pa.string()), ("query", pa.string()), ("passage", pa.string()), ("target", pa.float64()),
-                                      ("position", pa.int64()), *((c, pa.int64()) for c in WINDOW_COLUMNS)]))
+        table = schema.read_set(path, columns=columns)
+        # integers as int64 for pandas (a null window stays a null)
+        table = table.cast(pa.schema([(f.name, pa.int64() if pa.types.is_integer(f.type) else f.type) for f in table.schema]))
         # lists are keyed by (file, qid): the same query in two files (e.g. two samples) stays two lists
         tables.append(table.append_column("_file", pa.array([file_index] * table.num_rows, pa.int64())))
     frame = pa.concat_tables(tables).to_pandas()
