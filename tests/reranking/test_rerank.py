@@ -15,7 +15,8 @@ from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
 from rankdistill.reranking.reranker import rerank
 from rankdistill.data.trec import read_run, write_run
-from rankdistill.reranking.scorer import CrossEncoderScorer, make_batches
+from rankdistill.reranking.batching import make_batches
+from rankdistill.reranking.scorer import CrossEncoderScorer
 
 from helpers.data import PASSAGES, QUERIES
 from helpers.tiny import tiny_scoring_dir
@@ -139,7 +140,7 @@ def test_missing_documents_are_named_with_the_corpus(model_dir, files, tmp_path)
 
 def test_queries_missing_from_queries_file_are_named(model_dir, files, tmp_path):
     bad = write_run({"q1": [("d1", 2.0)], "q99": [("d2", 1.0)]}, tmp_path / "bad.run")
-    with pytest.raises(RankdistillError, match=r"1 of 2 queries .*'q99'.*--queries"):
+    with pytest.raises(RankdistillError, match=r"1 of 2 queries .*'q99'.*as queries"):
         rerank(model_dir, bad, queries=files["queries"], corpus=files["corpus"], output=tmp_path / "o.run", progress=False)
 
 
@@ -166,7 +167,7 @@ def test_cli_rerank_and_clear_error_exit_code(model_dir, files, tmp_path, capsys
 
 
 def test_budgets_beyond_model_positions_are_refused(model_dir):
-    with pytest.raises(RankdistillError, match="exceeds the model's 512 positions; lower --max-passage-length"):
+    with pytest.raises(RankdistillError, match="exceeds the model's 512 positions; lower max_passage_length"):
         CrossEncoderScorer(model_dir, dtype="float32", device="cpu", max_query_length=32, max_passage_length=500)
 
 
