@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rankdistill.errors import RankdistillError
-from rankdistill.modeling.cross_encoder import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH
+from rankdistill.modeling.cross_encoder import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH, read_truncation
 from rankdistill.reranking.batching import Batch, make_batches
 from rankdistill.reranking.encoding import PairEncoder
 from rankdistill.reranking.loading import ModelFiles, load_weights, read_model_files
@@ -37,8 +37,6 @@ COMPILED_CPU_BATCH_TOKENS = 16384
 
 def resolve_budgets(path: str, max_query_length: int | None, max_passage_length: int | None) -> tuple[int, int]:
     """(query, passage) token budgets: the ones given, else those stored with a rankdistill model, else the defaults."""
-    from rankdistill.modeling.cross_encoder import read_truncation
-
     stored = read_truncation(path) if Path(path).is_dir() else None
     return (
         max_query_length or (stored[0] if stored else DEFAULT_MAX_QUERY_LENGTH),
