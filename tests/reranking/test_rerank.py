@@ -15,7 +15,8 @@ from rankdistill.cli import main
 from rankdistill.errors import RankdistillError
 from rankdistill.reranking.reranker import rerank
 from rankdistill.data.trec import read_run, write_run
-from rankdistill.reranking.scorer import CrossEncoderScorer, make_batches
+from rankdistill.reranking.batching import make_batches
+from rankdistill.reranking.scorer import CrossEncoderScorer
 
 from helpers.data import PASSAGES, QUERIES
 from helpers.tiny import tiny_scoring_dir
@@ -139,7 +140,7 @@ def test_missing_documents_are_named_with_the_corpus(model_dir, files, tmp_path)
 
 def test_queries_missing_from_queries_file_are_named(model_dir, files, tmp_path):
     bad = write_run({"q1": [("d1", 2.0)], "q99": [("d2", 1.0)]}, tmp_path / "bad.run")
-    with pytest.raises(RankdistillError, match=r"1 of 2 queries .*'q99'.*--queries"):
+    with pytest.raises(RankdistillError, match=r"1 of 2 queries .*'q99'.*as queries"):
         rerank(model_dir, bad, queries=files["queries"], corpus=files["corpus"], output=tmp_path / "o.run", progress=False)
 
 
@@ -165,8 +166,28 @@ def test_cli_rerank_and_clear_error_exit_code(model_dir, files, tmp_path, capsys
     assert "dtype 'float64' is not one of auto, float32, bfloat16, float16" in capsys.readouterr().err
 
 
+def test_cli_rerank_config_file_paths_relative_to_it_and_flags_win(model_dir, files, tmp_path, cli_error):
+    folder = tmp_path / "cfg"
+    shutil.copytree(model_dir, folder / "student")
+    for key, name in (("queries", "q.tsv"), ("corpus", "c.tsv"), ("run", "first.run")):
+        shutil.copy(files[key], folder / name)
+    config = folder / "rerank.yaml"
+    config.write_text("model: student\nrun: first.run\nqueries: q.tsv\ncorpus: c.tsv\noutput: out/re.run\n"
+                      "max-query-length: 16\ndepth: 2\ndtype: float32\n", encoding="utf-8")
+    main(["rerank", "--config", str(config)])
+    assert {q: len(d) for q, d in read_run(folder / "out" / "re.run").items()} == {"q1": 2, "q2": 2, "q3": 1}
+    main(["rerank", "-c", str(config), "--depth", "1", "--output", str(tmp_path / "d1.run")])
+    assert {q: len(d) for q, d in read_run(tmp_path / "d1.run").items()} == {"q1": 1, "q2": 1, "q3": 1}
+    config.write_text(config.read_text(encoding="utf-8") + "depht: 3\n", encoding="utf-8")
+    assert "rerank.yaml: depht: unknown key" in cli_error(["rerank", "-c", str(config)])
+    config.write_text("model: student\nrun: first.run\ndepth: deep\n", encoding="utf-8")
+    assert "--output is required" in cli_error(["rerank", "-c", str(config)])
+    assert "depth: Input should be a valid integer" in cli_error(["rerank", "-c", str(config), "-o", str(tmp_path / "x.run")])
+    assert "--model and --output are required" in cli_error(["rerank", "--run", str(files["run"])])
+
+
 def test_budgets_beyond_model_positions_are_refused(model_dir):
-    with pytest.raises(RankdistillError, match="exceeds the model's 512 positions; lower --max-passage-length"):
+    with pytest.raises(RankdistillError, match="exceeds the model's 512 positions; lower max_passage_length"):
         CrossEncoderScorer(model_dir, dtype="float32", device="cpu", max_query_length=32, max_passage_length=500)
 
 

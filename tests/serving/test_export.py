@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ pytest.importorskip("onnxscript")
 
 from rankdistill.cli import main  # noqa: E402
 from rankdistill.serving.onnx import ONNX_FILE, REPORT_FILE  # noqa: E402
-from rankdistill.reranking.scorer import CrossEncoderScorer, make_batches  # noqa: E402
+from rankdistill.reranking.batching import make_batches  # noqa: E402
+from rankdistill.reranking.scorer import CrossEncoderScorer  # noqa: E402
 
 from helpers.tiny import tiny_encoder_dir, tiny_scoring_dir  # noqa: E402
 

@@ -25,7 +25,9 @@ from rankdistill.cli import main  # noqa: E402
 from rankdistill.reranking.reranker import rerank  # noqa: E402
 from rankdistill.data.trec import read_run, write_run  # noqa: E402
 from rankdistill.reranking.scorer import CrossEncoderScorer  # noqa: E402
-from rankdistill.serving.app import TRUNCATED_HEADER, Batcher, create_app  # noqa: E402
+from rankdistill.serving.app import create_app  # noqa: E402
+from rankdistill.serving.batcher import Batcher  # noqa: E402
+from rankdistill.serving.schema import TRUNCATED_HEADER  # noqa: E402
 
 from helpers.data import PASSAGES, QUERIES  # noqa: E402
 from helpers.tiny import tiny_scoring_dir  # noqa: E402
@@ -228,7 +230,7 @@ def test_bearer_auth_and_the_token_stays_out_of_the_logs(scorer, caplog):
 
 
 def test_batcher_groups_requests_up_to_the_token_budget_and_passes_errors_on():
-    from rankdistill.reranking.scorer import make_batches
+    from rankdistill.reranking.batching import make_batches
 
     calls = []
 

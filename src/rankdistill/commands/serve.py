@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from rankdistill.serving.app import API_KEY_ENV, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_DOCUMENTS, DEFAULT_MAX_WAIT_MS
 from rankdistill.commands._common import warnings_to_stderr
+from rankdistill.serving.app import API_KEY_ENV, DEFAULT_MAX_DOCUMENTS
+from rankdistill.serving.batcher import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WAIT_MS
 
 
 def serve_command(
@@ -27,14 +28,16 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve a cross-encoder over HTTP: POST /v1/rerank (and /rerank), GET /health, GET /v1/models."""
-    from rankdistill.serving.app import serve
+    from rankdistill.serving.app import create_server
 
     warnings_to_stderr()
-    serve(
+    server = create_server(
         model, host=host, port=port, name=name, dtype=dtype, device=device, batch_tokens=batch_tokens,
         max_query_length=max_query_length, max_passage_length=max_passage_length, max_documents=max_documents,
         max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, api_key_env=api_key_env, log_level=log_level,
     )
+    typer.echo(server.summary())
+    server.run()
 
 
 def register(app: typer.Typer) -> None:

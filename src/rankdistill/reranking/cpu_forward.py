@@ -1,14 +1,15 @@
 """An inference-only forward pass for BERT-family cross-encoders on CPU, built from the model's own weights.
 
-Why by hand: no library offers these for Hugging Face encoders on CPU. On the 2-core benchmark machine the
-Hugging Face forward spent a quarter of its bf16 time in the CPU flash-attention kernel (head dim 32, ~100
-tokens), ran bias, GELU and residual adds as separate passes over memory, and computed the whole last layer
-although the scoring head reads only the ``[CLS]`` token. This pass, for the same weights:
+Why by hand: no library offers these for Hugging Face encoders on CPU. Profiled on CPU, the Hugging Face forward
+spent a large share of its bf16 time in the CPU flash-attention kernel (small heads, short pairs), ran bias, GELU
+and residual adds as separate passes over memory, and computed the whole last layer although the scoring head
+reads only the ``[CLS]`` token (benchmarks/RESULTS.md has the profile and the gains). This pass, for the same
+weights:
 
 - runs the last layer's query, attention output and feed-forward for ``[CLS]`` only (keys and values still
-  for every token), when the head reads ``[CLS]`` only: 13.9 % fewer FLOPs for MiniLM-L6 on DL20, exact;
-- computes attention as two batched matmuls and a softmax (about twice as fast as the flash kernel at
-  these sizes, the same maths);
+  for every token), when the head reads ``[CLS]`` only: fewer FLOPs, the same result;
+- computes attention as two batched matmuls and a softmax (faster than the flash kernel at these sizes,
+  the same maths);
 - fuses bias, GELU and the residual add into oneDNN's matmul (``torch.ops.mkldnn._linear_pointwise``, the
   kernel ``torch.compile`` itself emits on CPU) where that op exists, with plain ``F.linear`` otherwise.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from rankdistill.modeling.architecture import CLS_ONLY_HEADS, POOLER_HEADS, unsupported_reason
+from rankdistill.modeling.architecture import POOLER_HEADS, unsupported_reason
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ PACK_BATCH_HINT = 4096  # rows per matmul that oneDNN lays the packed weights ou
 
 def _linear_ops(dtype) -> tuple[Callable, Callable, Callable]:
     """(linear with a fused activation, linear + residual add, weight prepacking), oneDNN-fused where torch
-    has the ops (prepacked weights were 2-3 % faster again), plain ``F.linear`` otherwise."""
+    has the ops (prepacked weights are faster again), plain ``F.linear`` otherwise."""
     import torch
     import torch.nn.functional as F
 

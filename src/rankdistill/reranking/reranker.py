@@ -57,7 +57,6 @@ def rerank(
     max_query_length: int | None = None,
     max_passage_length: int | None = None,
     device: str = "auto",
-    backend: str = "torch",
     compile: bool = False,
     tag: str | None = None,
     fix_encoding: bool = False,
@@ -65,13 +64,36 @@ def rerank(
 ) -> Path:
     """Score the top-``depth`` candidates of every query in ``run`` and write the re-ranked run to ``output``.
 
-    ``model``: a cross-encoder folder, a hub id, or a short name (``minilm-l6``). Query and passage are
-    truncated separately to ``max_query_length``/``max_passage_length`` tokens (default: the budgets stored
-    with a rankdistill model, else 32/256). Queries with fewer than ``depth`` candidates are scored as they
-    are. Returns the output path.
+    Queries with fewer than ``depth`` candidates are scored as they are. Under torchrun each process scores
+    every N-th query and rank 0 writes the merged run (see the module docstring).
+
+    Args:
+        model: a cross-encoder folder, a hub id, or a short name (``minilm-l6``).
+        run: a TREC run file, or ``{qid: [(docid, score), ...]}`` in rank order.
+        dataset: an ``irds:`` id or a folder naming the queries and the corpus.
+        queries: a queries file; overrides the dataset's.
+        corpus: a corpus file; overrides the dataset's.
+        depth: candidates per query to score.
+        output: where the re-ranked TREC run is written (atomically).
+        dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+        batch_tokens: padded tokens per batch (default: 4096 on CPU, 65536 on GPU).
+        max_query_length: query tokens kept, cut apart from the passage (default: the model's stored budget, else 32).
+        max_passage_length: passage tokens kept (default: the model's stored budget, else 256).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        compile: ``torch.compile`` the model (needs a C++ compiler; on CPU slower than the default for
+            BERT-family models).
+        tag: the run tag (default ``rankdistill-<model name>``).
+        fix_encoding: repair MS MARCO mojibake in file corpora as ir_datasets does.
+        progress: show a progress bar.
+
+    Returns:
+        The output path.
+
+    Raises:
+        RankdistillError: ``depth`` is below 1, a query of the run has no text, a candidate is not in the corpus,
+            or the model does not load (see :class:`~rankdistill.reranking.scorer.CrossEncoderScorer`).
     """
     from rankdistill.data.collection import load_collection
-    from rankdistill.util.progress import make_progress
     from rankdistill.reranking.scorer import CrossEncoderScorer
 
     if depth is not None and depth < 1:
@@ -79,52 +101,69 @@ def rerank(
     run_name = str(run) if not isinstance(run, Mapping) else "the given run"
     candidates: Run = top_k(read_run(run, depth) if not isinstance(run, Mapping) else dict(run), depth)
     collection = load_collection(dataset, queries=queries, corpus=corpus, fix_encoding=fix_encoding)
-    missing_q = [qid for qid in candidates if qid not in collection.queries]
-    if missing_q:
+    _check_queries(candidates, collection, run_name)
+    rank, world = _shard()
+    qids = list(candidates)[rank::world]
+    texts = collection.texts([docid for qid in qids for docid, _ in candidates[qid]], strict=True)  # names missing ids
+
+    scorer = CrossEncoderScorer(
+        model, dtype=dtype, device=device, batch_tokens=batch_tokens, max_query_length=max_query_length,
+        max_passage_length=max_passage_length, compile=compile,
+    )
+    label = f"re-rank {scorer.dtype}" + (f" shard {rank + 1}/{world}" if world > 1 else "")
+    result = run_from_scores(_score(scorer, {qid: candidates[qid] for qid in qids}, collection.queries, texts, label, progress))
+    output = Path(output)
+    tag = tag or _default_tag(model)
+    if world == 1:
+        return write_run(result, output, tag)
+    return _write_merged(result, list(candidates), output, tag, rank, world)
+
+
+def _check_queries(candidates: Run, collection, run_name: str) -> None:
+    """Every query of the run needs a text; an empty one is scored on the passage alone, with a warning."""
+    missing = [qid for qid in candidates if qid not in collection.queries]
+    if missing:
         raise RankdistillError(
-            f"{len(missing_q)} of {len(candidates)} queries in {run_name} have no text in the queries of "
-            f"{collection.name}, e.g. {missing_q[:5]}; pass the queries file that belongs to the run (--queries)"
+            f"{len(missing)} of {len(candidates)} queries in {run_name} have no text in the queries of "
+            f"{collection.name}, e.g. {missing[:5]}; pass the queries file that belongs to the run as queries"
         )
     empty = [qid for qid in candidates if not collection.queries[qid].strip()]
     if empty:
         warnings.warn(
             f"{len(empty)} queries have empty text, e.g. {empty[:5]}; they are scored on the passage alone",
-            stacklevel=2,
+            stacklevel=3,  # the caller of rerank
         )
-    rank, world = _shard()
-    qids = list(candidates)[rank::world]
-    docids = [docid for qid in qids for docid, _ in candidates[qid]]
-    texts = collection.texts(docids, strict=True)  # raises naming the missing ids and the corpus
 
-    scorer = CrossEncoderScorer(
-        model, dtype=dtype, device=device, batch_tokens=batch_tokens, max_query_length=max_query_length,
-        max_passage_length=max_passage_length, backend=backend, compile=compile,
-    )
-    pair_q = [collection.queries[qid] for qid in qids for _ in candidates[qid]]
-    pair_p = [texts[docid] for docid in docids]
+
+def _score(scorer, candidates: Run, queries: Mapping[str, str], texts: Mapping[str, str], label: str,
+           progress: bool) -> dict[str, list[tuple[str, float]]]:
+    """Each query's candidates with the model's scores, in the run's order."""
+    from rankdistill.util.progress import make_progress
+
+    pair_q = [queries[qid] for qid, docs in candidates.items() for _ in docs]
+    pair_p = [texts[docid] for docs in candidates.values() for docid, _ in docs]
     with make_progress(disable=not progress) as bar:
-        task = bar.add_task(f"re-rank {scorer.dtype}" + (f" shard {rank + 1}/{world}" if world > 1 else ""), total=len(pair_q))
+        task = bar.add_task(label, total=len(pair_q))
         scores = scorer.score(pair_q, pair_p, on_batch=lambda n: bar.advance(task, n))
     scored: dict[str, list[tuple[str, float]]] = {}
     pos = 0
-    for qid in qids:
-        n = len(candidates[qid])
-        scored[qid] = [(docid, float(s)) for (docid, _), s in zip(candidates[qid], scores[pos : pos + n])]
-        pos += n
-    result = run_from_scores(scored)
-    output = Path(output)
-    tag = tag or _default_tag(model)
-    if world == 1:
-        return write_run(result, output, tag)
+    for qid, docs in candidates.items():
+        scored[qid] = [(docid, float(s)) for (docid, _), s in zip(docs, scores[pos : pos + len(docs)])]
+        pos += len(docs)
+    return scored
+
+
+def _write_merged(part_run: Run, qids: list[str], output: Path, tag: str, rank: int, world: int) -> Path:
+    """Write this shard's part beside ``output``; once every shard has, rank 0 merges the parts in ``qids`` order."""
     part = output.with_name(f"{output.name}.part{rank}-of-{world}")
-    write_run(result, part, tag)
+    write_run(part_run, part, tag)
     _barrier(world)
     if rank == 0:
         merged: Run = {}
         parts = [output.with_name(f"{output.name}.part{r}-of-{world}") for r in range(world)]
         for path in parts:
             merged.update(read_run(path))
-        write_run({qid: merged[qid] for qid in candidates if qid in merged}, output, tag)
+        write_run({qid: merged[qid] for qid in qids if qid in merged}, output, tag)
         for path in parts:
             path.unlink()
     _barrier(world)

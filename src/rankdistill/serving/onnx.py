@@ -45,7 +45,7 @@ def _load(model: str | Path):
     if Path(path).is_dir() and has_similarity_head(path):
         raise RankdistillError(
             f"{model}: ONNX export covers [CLS]-head cross-encoders; this model uses rankdistill's similarity head "
-            "(train with --head cls to export it, or serve it as it is with rankdistill serve)"
+            "(train with head 'cls' to export it, or serve it as it is with rankdistill serve)"
         )
     config = AutoConfig.from_pretrained(path)
     archs = getattr(config, "architectures", None) or []
@@ -115,11 +115,23 @@ def _check(net, inputs, path: Path) -> float:
 
 
 def export(model: str | Path, *, onnx: str | Path, opset: int | None = None) -> Path:
-    """Export ``model`` (a ``[CLS]``-head cross-encoder folder, hub id or short name) to ONNX in folder ``onnx``.
+    """Export ``model`` to ONNX in folder ``onnx``, checked against the torch model with ONNX Runtime.
 
-    ``onnx`` becomes a copy of the model folder with ``onnx/model.onnx`` added (it may be the model folder itself,
-    which then gains ``onnx/``); an existing, non-empty other folder is refused. The graph is checked against
-    the torch model with ONNX Runtime (max |diff| in ``onnx/rankdistill-export.json``). Returns the folder.
+    The folder is written in a temporary place beside it and moved in at the end, so a failed export leaves
+    nothing half-written.
+
+    Args:
+        model: a ``[CLS]``-head cross-encoder folder, hub id or short name.
+        onnx: the folder to write: a copy of the model folder with ``onnx/model.onnx`` added. It may be the model
+            folder itself, which then gains ``onnx/``; an existing, non-empty other folder is refused.
+        opset: the ONNX opset (default: torch's exporter's).
+
+    Returns:
+        The folder; ``onnx/rankdistill-export.json`` in it records the check (:func:`export_report`).
+
+    Raises:
+        RankdistillError: the model has rankdistill's similarity head or is not a one-score cross-encoder,
+            ``onnx`` is taken, onnx/onnxscript/onnxruntime are missing, or the graph's scores differ from torch's.
     """
     import torch
 
