@@ -7,7 +7,8 @@ import sys, os, time, json, statistics
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import numpy as np, torch
 from _common import dl20_pairs
-from rankdistill.reranking.scorer import CrossEncoderScorer, make_batches
+from rankdistill.reranking.batching import make_batches
+from rankdistill.reranking.scorer import CrossEncoderScorer
 model = sys.argv[1]; n = int(sys.argv[2]); reps = int(sys.argv[3])
 torch.set_num_threads(2)
 _, pairs = dl20_pairs()

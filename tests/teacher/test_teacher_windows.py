@@ -119,6 +119,6 @@ def test_build_pairs_compared_on_rankvicuna(dl20, irds_home, tmp_path):
         build(teacher_run=dl20 / "rankvicuna-7b.run", first_stage_run=dl20 / "bm25-top100.run",
               dataset="irds:msmarco-passage/trec-dl-2020/judged", output=tmp_path / "bad.parquet", pairs="compared",
               teacher_window=10, teacher_stride=5, progress=False)
-    with pytest.raises(RankdistillError, match="--pairs compared needs the teacher run and the first-stage run"):
+    with pytest.raises(RankdistillError, match="pairs 'compared' needs the teacher run and the first-stage run"):
         build(teacher_run=dl20 / "rankvicuna-7b.run", dataset="irds:msmarco-passage/trec-dl-2020/judged",
               output=tmp_path / "bad.parquet", pairs="compared", targets="relevance", progress=False)

@@ -55,7 +55,7 @@ def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
 
 def print_summary(result) -> None:
     """Each evaluation set's table (and per-fold means under cross-validation), then what ran and the report."""
-    from rankdistill.evaluation.metrics import rich_table
+    from rankdistill.commands._tables import rich_table
 
     out = Console()
     for name, summary in result.metrics.items():

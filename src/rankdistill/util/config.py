@@ -55,8 +55,10 @@ def resolve_paths(model: BaseModel, base: Path) -> BaseModel:
         if isinstance(value, Path) and not value.is_absolute():
             return Path(resolve_path(value, base))
         if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                setattr(value, name, fix(getattr(value, name)))
+            for name in type(value).model_fields:  # set only what changed: untouched keys stay "not given"
+                old = getattr(value, name)
+                if (new := fix(old)) is not old:
+                    setattr(value, name, new)
             return value
         if isinstance(value, list):
             return [fix(v) for v in value]

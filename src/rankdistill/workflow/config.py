@@ -7,7 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rankdistill.distillation.options import SamplingOptions
 from rankdistill.errors import RankdistillError
+from rankdistill.evaluation.metrics import DEFAULT_MEASURES
+from rankdistill.modeling import HeadName
+from rankdistill.modeling.truncation import TruncationOptions
+from rankdistill.training.options import LearningOptions
 from rankdistill.teacher.backends import validate_backend_options
 from rankdistill.modeling.backbones import SHORT_NAME_SOURCES
 from rankdistill.util.config import read_yaml_mapping, resolve_dataset, resolve_path, resolve_paths, validate
@@ -88,34 +93,12 @@ class StageDataConfig(_Strict):
     teacher: TeacherConfig | None = None
 
 
-class TrainStageConfig(_Strict):
-    """One training stage: how its distillation set is sampled and how the student learns from it."""
+class TrainStageConfig(_Strict, SamplingOptions, LearningOptions, TruncationOptions):
+    """One training stage: how its distillation set is sampled (the build options) and how the student learns from
+    it (the training options); both schemas are the ones ``rankdistill build`` and ``rankdistill train`` read."""
 
     name: str = "distill"
-    # distillation set (rankdistill build)
-    targets: Literal["rank", "score", "relevance"] = "rank"
-    sampling: Literal["top", "random", "log-random", "single-relevant", "top-and-random"] = "top"
-    depth: int = Field(100, gt=0)
-    sample_size: int = Field(100, gt=1)
-    cross_negatives: int = Field(0, ge=0, description="Passages of other queries added below each list's own.")
-    pairs: Literal["all", "compared"] = Field(
-        "all", description="Pairs a pairwise loss learns: all ordered pairs, or those the sliding-window teacher compared."
-    )
-    # learning (rankdistill train)
-    loss: Literal["ranknet", "lce", "kl", "listnet", "approx-ndcg", "adr-mse", "margin-mse", "bce"] = "ranknet"
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
-    learning_rate: float = Field(1e-5, gt=0)
-    gate_learning_rate: float | None = Field(None, ge=0, description="head 'gated': the gates' rate (default 1e-2).")
-    batch_queries: int = Field(1, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    max_query_length: int = Field(32, gt=0)
-    max_passage_length: int = Field(256, gt=0)
-    bf16: bool | Literal["auto"] | None = Field(
-        None, description="bf16 autocast: unset = on with a bf16 GPU; auto = also on CPUs with native bf16."
-    )
-    loss_options: dict[str, Any] = Field(default_factory=dict, description="Loss keyword arguments, e.g. temperature.")
+    sample_size: int = Field(100, gt=1, description="Passages per query (a list needs two to order).")
     data: StageDataConfig | None = Field(
         None, description="Build this stage's set from another dataset's queries (evaluated queries removed)."
     )
@@ -126,7 +109,7 @@ class TrainConfig(_Strict):
     first_stage: FirstStageConfig
     teacher: TeacherConfig | None = None
     model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
-    head: Literal["cls", "similarity", "gated"] = Field("cls", description="The student's scoring head on the backbone.")
+    head: HeadName = Field("cls", description="The student's scoring head on the backbone.")
     stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
 
     @model_validator(mode="after")
@@ -160,7 +143,7 @@ class EvaluateConfig(_Strict):
     )
     sets: list[EvalSetConfig] = Field(default_factory=list)
     depth: int = Field(100, gt=0, description="Re-ranking depth of the first-stage run.")
-    measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100", "AP"])
+    measures: list[str] = Field(default_factory=lambda: list(DEFAULT_MEASURES))
     test: Literal["ttest", "wilcoxon"] = "ttest"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     zero_shot: bool = Field(

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from rankdistill.util.files import atomic_write
-
-VERSIONED = ("rankdistill", "torch", "transformers", "sentence-transformers", "ir_datasets", "ir-measures", "bm25s")
-
+from rankdistill.util.versions import versions
 
 def hash_path(path: Path) -> str:
     """sha256 of a file, or of every file in a folder (names and contents, sorted)."""
@@ -32,16 +28,6 @@ def hash_path(path: Path) -> str:
 
 def hash_config(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 @dataclass

@@ -19,6 +19,8 @@ from typing import Any
 
 from rankdistill.data.trec import read_run, write_qrels, write_run
 from rankdistill.errors import RankdistillError
+from rankdistill.modeling.truncation import TruncationOptions
+from rankdistill.training.options import LearningOptions
 from rankdistill.util.files import atomic_write
 from rankdistill.workflow.config import (
     EvalSetConfig,
@@ -225,14 +227,12 @@ def _subset_run(path: Path, qids: list[str] | None, out: Path) -> Path:
 
 
 def _train_cfg(s: TrainStageConfig) -> dict[str, Any]:
-    """The stage's ``train()`` keyword arguments (also its fingerprint: empty new keys are left out)."""
-    skip = {"name", "targets", "sampling", "depth", "sample_size", "cross_negatives", "pairs", "data", "loss_options"}
-    cfg = {k: v for k, v in _dump(s).items() if k not in skip}
-    for key in ("bf16", "gate_learning_rate"):  # unset: train() decides (and older fingerprints stay valid)
-        if cfg.get(key) is None:
-            cfg.pop(key, None)
-    if s.loss_options:
-        cfg["loss_kwargs"] = dict(s.loss_options)
+    """The stage's ``train()`` keyword arguments (also its fingerprint: keys new since 0.1 only when set)."""
+    keys = set(LearningOptions.model_fields) | set(TruncationOptions.model_fields)
+    later = {"gate_learning_rate", "bf16", "weight_decay", "seed", "save_steps", "logging_steps"}
+    cfg = {k: v for k, v in s.model_dump().items() if k in keys and (k not in later or k in s.model_fields_set)}
+    if not cfg["loss_kwargs"]:
+        del cfg["loss_kwargs"]
     return cfg
 
 
@@ -259,7 +259,7 @@ def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: st
         resume = checkpoints.is_dir() and r.resuming
         if checkpoints.is_dir() and not resume:
             shutil.rmtree(checkpoints)
-        train(data, model=str(base), output=out, seed=r.config.seed, overwrite=True, resume=resume, **train_cfg)
+        train(data, model=str(base), output=out, overwrite=True, resume=resume, **{"seed": r.config.seed, **train_cfg})
 
     r.run(train_stage, do_train)
     return out
