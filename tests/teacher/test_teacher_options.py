@@ -179,3 +179,17 @@ def test_cli_options_mapping_reaches_the_backend(toy, tmp_path, monkeypatch):
     })
     main(["teach", "--config", str(config), "--device", "cpu", "--base-url", "http://h/v1"])
     assert seen == {"name": "hf", "model": "m", "options": {"trust_remote_code": True, "batch_size": 3, "device": "cpu"}}
+
+
+@pytest.mark.parametrize(("window", "stride", "needle"), [(5, 9, "stride 9 exceeds window 5"), (1, 1, "window 1 ranks nothing")])
+def test_windows_that_do_not_cover_the_list_are_refused(cli_error, tmp_path, window, stride, needle):
+    run = tmp_path / "a.run"
+    run.write_text("q1 Q0 d1 1 2.0 x\nq1 Q0 d2 2 1.0 x\n")
+    queries = tmp_path / "q.tsv"
+    queries.write_text("q1\twhat\n")
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("d1\tone\nd2\ttwo\n")
+    message = cli_error(["teach", "--queries", str(queries), "--corpus", str(corpus), "--run", str(run),
+                         "--backend", "replay", "--replay-file", str(run), "--window", str(window),
+                         "--stride", str(stride), "--output", str(tmp_path / "out")])
+    assert needle in message

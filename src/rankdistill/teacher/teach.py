@@ -93,6 +93,8 @@ def teach(
             empty run, queries without text, or a backend failure (finished windows stay cached).
     """
     _check_settings(prompt, depth, window, stride, max_passage_words)
+    if backend != "embedding":
+        _check_windows(window, stride)
     started = time.perf_counter()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -124,6 +126,17 @@ def _check_settings(prompt: str, depth: int, window: int, stride: int, max_passa
             raise RankdistillError(f"{name} must be at least 1, got {value}")
     if max_passage_words is not None and max_passage_words < 1:
         raise RankdistillError(f"max_passage_words must be at least 1, got {max_passage_words}")
+
+
+def _check_windows(window: int, stride: int) -> None:
+    """Sliding windows must cover the list: every passage ranked at least once."""
+    if window < 2:
+        raise RankdistillError(f"window {window} ranks nothing: a window must hold at least 2 passages (default 20)")
+    if stride > window:  # windows would skip passages: some would never be ranked
+        raise RankdistillError(
+            f"stride {stride} exceeds window {window}: the passages between windows would never be ranked; "
+            f"use a stride of at most {window} (e.g. window 20, stride 10)"
+        )
 
 
 def _check_texts(first_stage: Run, collection: Collection) -> None:
