@@ -25,14 +25,19 @@ class _FileStreamer:
         return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
 
 
-def _fixed_lines(streamer: _FileStreamer) -> Iterator[str]:
-    """MS MARCO mojibake repaired exactly as ir_datasets repairs collection.tsv (its own FixEncoding)."""
+def _fixer():
+    """ir_datasets' own MS MARCO repair (FixEncoding), its per-stream progress lines silenced."""
     import logging
 
     from ir_datasets.datasets.msmarco_passage import FixEncoding
 
-    logging.getLogger("ir_datasets").setLevel(logging.WARNING)  # its per-stream progress lines are noise here
-    for raw in FixEncoding(streamer):
+    logging.getLogger("ir_datasets").setLevel(logging.WARNING)
+    return FixEncoding
+
+
+def _fixed_lines(streamer: _FileStreamer) -> Iterator[str]:
+    """MS MARCO mojibake repaired exactly as ir_datasets repairs collection.tsv (its own FixEncoding)."""
+    for raw in _fixer()(streamer):
         yield raw.decode("utf-8")
 
 
@@ -50,43 +55,106 @@ def _unquote_csv(text: str) -> str:
     return text
 
 
-def read_records(path: Path, kind: str, fix_encoding: bool = False) -> Iterator[tuple[int, str, str]]:
-    """Yield ``(line, id, text)`` from a TSV (id<TAB>text) or JSONL file."""
+def open_input(path: Path, kind: str):
+    """``path`` opened for binary reading, or an error that says what is wrong with it (missing, a folder, unreadable)."""
     if not path.exists():
         raise RankdistillError(f"{path}: no such {kind} file")
+    if path.is_dir():
+        raise RankdistillError(f"{path}: is a folder, expected a {kind} file")
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise RankdistillError(f"{path}: cannot read the {kind} file ({exc.strerror})") from None
+
+
+def read_lines(path: str | Path, kind: str, fix_encoding: bool = False) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a UTF-8 text file, line ending removed.
+
+    Lines are split on ``\\n`` only (a stray carriage return or form feed inside a passage is text, not a line
+    break), and every line is decoded alone, so bad UTF-8 and NUL bytes (a binary file) name their line.
+    """
+    path = Path(path)
+    handle = open_input(path, kind)
+    lineno = 0
+    with handle:
+        lines = iter(_fixer()(_FileStreamer(path)) if fix_encoding else handle)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:  # FixEncoding decodes before it yields: the bad line is the next one
+                raise InputFormatError(path, lineno + 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            lineno += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputFormatError(path, lineno, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            if "\0" in text:
+                raise InputFormatError(path, lineno, f"a NUL byte, so this is not a text {kind} file")
+            yield lineno, text.rstrip("\n").rstrip("\r")
+
+
+_ID_KEYS = ("_id", "id", "docid", "doc_id", "qid", "query_id")
+_TEXT_KEYS = ("text", "contents", "body", "query")
+
+
+def _check_id(path: Path, lineno: int, rid: object) -> str:
+    """An id as text: a string or an integer, not empty, without white space (TREC runs separate columns by it)."""
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise InputFormatError(path, lineno, f"the id must be a string or an integer, found {type(rid).__name__}")
+    rid = str(rid)
+    if not rid:
+        raise InputFormatError(path, lineno, "empty id")
+    if any(c.isspace() for c in rid):
+        raise InputFormatError(path, lineno, f"id {rid!r} contains white space, which TREC runs cannot hold")
+    return rid
+
+
+def _jsonl_record(path: Path, lineno: int, line: str) -> tuple[str, str]:
+    """``(id, text)`` of one JSONL line: BEIR's ``_id``/``title``/``text`` and the common alternatives."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputFormatError(path, lineno, "invalid JSON (nested too deeply)") from None
+    if not isinstance(obj, dict):
+        raise InputFormatError(path, lineno, "expected a JSON object per line")
+    key = next((k for k in _ID_KEYS if k in obj), None)
+    if key is None:
+        raise InputFormatError(path, lineno, 'no id field (expected "_id", "id", "docid" or "qid")')
+    rid = _check_id(path, lineno, obj[key])
+    field = next((k for k in _TEXT_KEYS if k in obj), None)
+    if field is None:
+        raise InputFormatError(path, lineno, 'no text field (expected "text" or "contents")')
+    body, title = obj[field], obj.get("title")
+    if not isinstance(body, str):
+        raise InputFormatError(path, lineno, f'"{field}" must be a string, found {type(body).__name__}')
+    if title is not None and not isinstance(title, str):
+        raise InputFormatError(path, lineno, f'"title" must be a string, found {type(title).__name__}')
+    return rid, f"{title} {body}".strip() if title else body
+
+
+def read_records(path: Path, kind: str, fix_encoding: bool = False) -> Iterator[tuple[int, str, str]]:
+    """Yield ``(line, id, text)`` from a TSV (id<TAB>text) or JSONL file; a file without records is an error."""
+    path = Path(path)
     jsonl = path.suffix == ".jsonl"
-    with path.open(encoding="utf-8") as handle:
-        lines = _fixed_lines(_FileStreamer(path)) if fix_encoding else handle
-        try:
-            for lineno, line in enumerate(lines, 1):
-                line = line.rstrip("\n").rstrip("\r")
-                if not line.strip():
-                    continue
-                if jsonl:
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputFormatError(path, lineno, f"invalid JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict):
-                        raise InputFormatError(path, lineno, "expected a JSON object per line")
-                    rid = next((obj[k] for k in ("_id", "id", "docid", "doc_id", "qid", "query_id") if k in obj), None)
-                    if rid is None:
-                        raise InputFormatError(path, lineno, 'no id field (expected "_id", "id", "docid" or "qid")')
-                    body = next((obj[k] for k in ("text", "contents", "body", "query") if k in obj), None)
-                    if body is None:
-                        raise InputFormatError(path, lineno, 'no text field (expected "text" or "contents")')
-                    title = obj.get("title") or ""
-                    text = f"{title} {body}".strip() if title else str(body)
-                    yield lineno, str(rid), text
-                else:
-                    if "\t" not in line:
-                        raise InputFormatError(path, lineno, "expected 'id<TAB>text', found no tab")
-                    rid, text = line.split("\t", 1)
-                    if not rid.strip():
-                        raise InputFormatError(path, lineno, "empty id before the tab")
-                    yield lineno, rid.strip(), _unquote_csv(text)
-        except UnicodeDecodeError as exc:
-            raise InputFormatError(path, None, f"not UTF-8 text ({exc.reason})") from None
+    found = False
+    for lineno, line in read_lines(path, kind, fix_encoding):
+        if not line.strip():
+            continue
+        if jsonl:
+            rid, text = _jsonl_record(path, lineno, line)
+        else:
+            if "\t" not in line:
+                raise InputFormatError(path, lineno, "expected 'id<TAB>text', found no tab")
+            rid, text = line.split("\t", 1)
+            rid, text = _check_id(path, lineno, rid.strip()), _unquote_csv(text)
+        found = True
+        yield lineno, rid, text
+    if not found:
+        raise InputFormatError(path, None, f"no {kind}: the file is empty (expected {'JSON objects' if jsonl else 'id<TAB>text lines'})")
 
 
 def read_queries(path: str | Path) -> dict[str, str]:

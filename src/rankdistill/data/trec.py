@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from rankdistill.data.formats import read_lines
 from rankdistill.errors import InputFormatError, RankdistillError
 from rankdistill.util.files import atomic_write
 
@@ -18,49 +19,38 @@ Run = dict[str, list[tuple[str, float]]]
 Qrels = dict[str, dict[str, int]]
 
 
-def _open_text(path: Path):
-    if not path.exists():
-        raise RankdistillError(f"{path}: no such file")
-    if path.is_dir():
-        raise RankdistillError(f"{path}: is a folder, expected a file")
-    return path.open(encoding="utf-8", errors="strict")
-
-
 def read_run(path: str | Path, depth: int | None = None) -> Run:
-    """Read a six-column TREC run (``qid Q0 docid rank score tag``)."""
+    """Read a six-column TREC run (``qid Q0 docid rank score tag``); a file without a ranked document is an error."""
     path = Path(path)
     rows: dict[str, list[tuple[float, int, int, str]]] = {}
     seen: dict[str, dict[str, int]] = {}
-    with _open_text(path) as handle:
+    for lineno, line in read_lines(path, "run"):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise InputFormatError(
+                path, lineno, f"expected 6 columns 'qid Q0 docid rank score tag', found {len(parts)}"
+            )
+        qid, _, docid, rank_s, score_s, _ = parts
         try:
-            for lineno, line in enumerate(handle, 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                if len(parts) != 6:
-                    raise InputFormatError(
-                        path, lineno,
-                        f"expected 6 columns 'qid Q0 docid rank score tag', found {len(parts)}",
-                    )
-                qid, _, docid, rank_s, score_s, _ = parts
-                try:
-                    rank = int(rank_s)
-                except ValueError:
-                    raise InputFormatError(path, lineno, f"rank {rank_s!r} is not an integer") from None
-                try:
-                    score = float(score_s)
-                except ValueError:
-                    raise InputFormatError(path, lineno, f"score {score_s!r} is not a number") from None
-                if math.isnan(score):
-                    raise InputFormatError(path, lineno, "score is NaN")
-                first = seen.setdefault(qid, {}).setdefault(docid, lineno)
-                if first != lineno:
-                    raise InputFormatError(
-                        path, lineno, f"document {docid!r} appears twice for query {qid!r} (first on line {first})"
-                    )
-                rows.setdefault(qid, []).append((-score, rank, lineno, docid))
-        except UnicodeDecodeError as exc:
-            raise InputFormatError(path, None, f"not UTF-8 text ({exc.reason})") from None
+            rank = int(rank_s)
+        except ValueError:
+            raise InputFormatError(path, lineno, f"rank {rank_s!r} is not an integer") from None
+        try:
+            score = float(score_s)
+        except ValueError:
+            raise InputFormatError(path, lineno, f"score {score_s!r} is not a number") from None
+        if math.isnan(score):
+            raise InputFormatError(path, lineno, "score is NaN")
+        first = seen.setdefault(qid, {}).setdefault(docid, lineno)
+        if first != lineno:
+            raise InputFormatError(
+                path, lineno, f"document {docid!r} appears twice for query {qid!r} (first on line {first})"
+            )
+        rows.setdefault(qid, []).append((-score, rank, lineno, docid))
+    if not rows:
+        raise InputFormatError(path, None, "the run is empty (expected lines 'qid Q0 docid rank score tag')")
     run: Run = {}
     for qid, items in rows.items():
         items.sort()
@@ -95,36 +85,55 @@ def run_from_scores(scores: Mapping[str, Mapping[str, float] | Iterable[tuple[st
     return out
 
 
+BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
+
+
+def _grade(path: Path, lineno: int, grade_s: str) -> int:
+    """A relevance grade: an integer (``2``, ``-1``), also when written as a float (``2.0``)."""
+    try:
+        return int(grade_s)
+    except ValueError:
+        pass
+    try:
+        as_float = float(grade_s)
+    except ValueError:
+        as_float = math.nan
+    if not as_float.is_integer():
+        raise InputFormatError(path, lineno, f"grade {grade_s!r} is not an integer")
+    return int(as_float)
+
+
 def read_qrels(path: str | Path) -> Qrels:
-    """Read TREC qrels (``qid iteration docid grade``); also accepts BEIR's ``query-id corpus-id score`` TSV."""
+    """Read TREC qrels (``qid iteration docid grade``) or BEIR's TSV (header ``query-id corpus-id score``).
+
+    The first line decides the format and every line must follow it: a three-column line in a TREC file is an
+    error, not a judgment silently read another way, and so is a second judgment of the same pair.
+    """
     path = Path(path)
     qrels: Qrels = {}
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, 1):
-            parts = line.split()
-            if not parts:
+    first_line: dict[tuple[str, str], int] = {}
+    columns = 0
+    for lineno, line in read_lines(path, "qrels"):
+        parts = line.split()
+        if not parts:
+            continue
+        if not columns:
+            if len(parts) == 3 and parts[2].lower() == BEIR_QRELS_HEADER[2]:  # header names vary; "score" does not
+                columns = 3
                 continue
-            if len(parts) == 3:
-                if lineno == 1 and parts[2].lower() == "score":
-                    continue  # BEIR header: query-id corpus-id score
-                qid, docid, grade_s = parts
-            elif len(parts) == 4:
-                qid, _, docid, grade_s = parts
-            else:
-                raise InputFormatError(
-                    path, lineno, f"expected 4 columns 'qid 0 docid grade' (or BEIR's 3), found {len(parts)}"
-                )
-            try:
-                grade = int(grade_s)
-            except ValueError:
-                try:
-                    as_float = float(grade_s)
-                except ValueError:
-                    as_float = math.nan
-                if not as_float.is_integer():
-                    raise InputFormatError(path, lineno, f"grade {grade_s!r} is not an integer") from None
-                grade = int(as_float)
-            qrels.setdefault(qid, {})[docid] = grade
+            columns = 4
+        if len(parts) != columns:
+            shape = "'query-id corpus-id score' (BEIR, as the header says)" if columns == 3 else (
+                "'qid 0 docid grade' (a BEIR file starts with the header 'query-id corpus-id score')")
+            raise InputFormatError(path, lineno, f"expected {columns} columns {shape}, found {len(parts)}")
+        qid, docid, grade_s = (parts[0], parts[1], parts[2]) if columns == 3 else (parts[0], parts[2], parts[3])
+        grade = _grade(path, lineno, grade_s)
+        first = first_line.setdefault((qid, docid), lineno)
+        if first != lineno:
+            raise InputFormatError(path, lineno, f"query {qid!r}, document {docid!r} is judged twice (first on line {first})")
+        qrels.setdefault(qid, {})[docid] = grade
+    if not qrels:
+        raise InputFormatError(path, None, "no judgments: the qrels file is empty (expected lines 'qid 0 docid grade')")
     return qrels
 
 
