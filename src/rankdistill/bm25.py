@@ -334,6 +334,10 @@ def retrieve(
 
     if k < 1:
         raise RankdistillError(f"k must be at least 1, not {k}")
+    if not 0 <= k1 < float("inf"):
+        raise RankdistillError(f"k1 must be a number of at least 0 (term-frequency saturation), not {k1}")
+    if not 0 <= b <= 1:
+        raise RankdistillError(f"b must lie between 0 and 1 (length normalisation), not {b}")
     query_map = dict(queries) if isinstance(queries, Mapping) else None
     collection = load_collection(
         dataset, queries=None if query_map is not None else queries, corpus=corpus, split=split, fix_encoding=fix_encoding

@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
 
         # typer >= 0.2x vendors click as typer._click, whose exceptions are not click's: match by shape/name
         if isinstance(exc, click.exceptions.ClickException) or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
-            exc.show()
+            # one line like every other user error (click's own shows three), with where to read the usage
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         if isinstance(exc, click.exceptions.Abort) or type(exc).__name__ == "Abort":
             sys.exit(130)

@@ -37,6 +37,10 @@ def good(tmp_path_factory) -> dict[str, Path]:
     files["teacher"].write_text("".join(lines), encoding="utf-8")
     files["set"] = write_set(root / "set.parquet")
     files["model"] = tiny_encoder_dir(root / "model")
+    files["folder"] = root / "collection"
+    files["folder"].mkdir()
+    for role in ("queries", "corpus", "qrels"):
+        (files["folder"] / files[role].name).write_bytes(files[role].read_bytes())
     files["recording"] = root / "rec.jsonl"
     files["recording"].write_text('{"prompt": "a", "response": "[1] > [2]"}\n', encoding="utf-8")
     return files
@@ -180,8 +184,8 @@ CONFIG_KEY_CASES = [
     ("train", "epochs: forever\n", "epochs"),
     ("train", "loss: hinge\n", "loss"),
     ("train", "learning_rat: 0.1\n", "learning_rat"),
-    ("rerank", "depth: deep\n", "depth"),
-    ("rerank", "dept: 10\n", "dept"),
+    ("rerank", "model: m\nrun: r\noutput: o\ndepth: deep\n", "depth"),
+    ("rerank", "model: m\nrun: r\noutput: o\ndept: 10\n", "dept"),
     ("evaluate", "alpha: small\n", "alpha"),
     ("evaluate", "measures: nDCG@10\n", "measures"),
     ("pipeline", "name: x\nunknown_key: 1\n", "unknown_key"),
@@ -306,7 +310,8 @@ def test_out_of_range_numeric_options_name_the_option(command, extra, option, go
         "train": ["train", good["set"], "--model", good["model"], "-o", out / "model"],
         "rerank": ["rerank", "--model", good["model"], "--run", good["run"], *data, "-o", out / "re.run"],
         "evaluate": ["evaluate", good["run"], "--qrels", good["qrels"],
-                     *(["--zero-shot", good["model"], *data, "--candidates", good["run"]] if option == "depth" else [])],
+                     *(["--zero-shot", good["model"], "--dataset", good["folder"], "--candidates", good["run"]]
+                       if option == "depth" else [])],
         "serve": ["serve", good["model"]],
         "export": ["export", good["model"], "--onnx", out / "onnx"],
     }[command]

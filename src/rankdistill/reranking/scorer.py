@@ -132,6 +132,10 @@ class CrossEncoderScorer:
         from rankdistill.modeling.backbones import resolve_backbone
         from rankdistill.modeling.gated import position_offset
 
+        for option, value in (("batch_tokens", batch_tokens), ("max_query_length", max_query_length),
+                              ("max_passage_length", max_passage_length), ("threads", threads)):
+            if value is not None and value < 1:  # checked before the defaults fill in: 0 must not mean "default"
+                raise RankdistillError(f"{option} must be at least 1, got {value}")
         self.model_path = resolve_backbone(model)
         self.max_query_length, self.max_passage_length = resolve_budgets(self.model_path, max_query_length, max_passage_length)
         self.device = resolve_device(device)

@@ -94,6 +94,17 @@ def _export_graph(net, inputs, path: Path, opset: int | None) -> None:
         noisy.setLevel(level)
 
 
+def _check_opset(opset: int) -> None:
+    """An opset the installed onnx knows (its exporter would fail with a traceback on any other)."""
+    try:
+        from onnx.defs import onnx_opset_version
+    except ImportError as exc:
+        raise RankdistillError(f"ONNX export needs onnx ({exc.name} is missing); {INSTALL_HINT}") from exc
+    newest = onnx_opset_version()
+    if not 1 <= opset <= newest:
+        raise RankdistillError(f"opset must lie between 1 and {newest} (the newest the installed onnx knows), got {opset}")
+
+
 def _check(net, inputs, path: Path) -> float:
     """Max |ONNX Runtime - torch| over the probe batch; raises past the tolerance."""
     import numpy as np
@@ -103,7 +114,12 @@ def _check(net, inputs, path: Path) -> float:
         import onnxruntime as ort
     except ImportError as exc:
         raise RankdistillError(f"checking the export needs onnxruntime; {INSTALL_HINT}") from exc
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types (InvalidGraph, Fail, ...) share no useful base
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RankdistillError(f"ONNX Runtime cannot load the exported graph ({detail}); leave opset unset or "
+                               "choose one onnxruntime supports") from None
     got = session.run(["logits"], {n: t.numpy() for n, t in inputs.items()})[0]
     with torch.inference_mode():
         want = net(**inputs).logits.float().numpy()
@@ -135,6 +151,8 @@ def export(model: str | Path, *, onnx: str | Path, opset: int | None = None) -> 
     """
     import torch
 
+    if opset is not None:
+        _check_opset(opset)
     path, net, tokenizer = _load(model)
     out = Path(onnx).expanduser()
     same = Path(path).is_dir() and out.exists() and out.resolve() == Path(path).resolve()
