@@ -65,20 +65,22 @@ class SqliteCorpus:
             return db
         with atomic_path(db) as tmp:
             conn = sqlite3.connect(tmp)
-            conn.execute("CREATE TABLE docs (id TEXT PRIMARY KEY, text TEXT NOT NULL)")
-            first_line: dict[str, int] = {}
-            batch: list[tuple[str, str]] = []
-            for lineno, docid, text in read_records(self.source, "corpus", self.fix_encoding):
-                if docid in first_line:
-                    raise InputFormatError(self.source, lineno, f"document {docid!r} repeats line {first_line[docid]}")
-                first_line[docid] = lineno
-                batch.append((docid, text))
-                if len(batch) >= 10_000:
-                    conn.executemany("INSERT INTO docs VALUES (?, ?)", batch)
-                    batch.clear()
-            conn.executemany("INSERT INTO docs VALUES (?, ?)", batch)
-            conn.commit()
-            conn.close()
+            try:
+                conn.execute("CREATE TABLE docs (id TEXT PRIMARY KEY, text TEXT NOT NULL)")
+                first_line: dict[str, int] = {}
+                batch: list[tuple[str, str]] = []
+                for lineno, docid, text in read_records(self.source, "corpus", self.fix_encoding):
+                    if docid in first_line:
+                        raise InputFormatError(self.source, lineno, f"document {docid!r} repeats line {first_line[docid]}")
+                    first_line[docid] = lineno
+                    batch.append((docid, text))
+                    if len(batch) >= 10_000:
+                        conn.executemany("INSERT INTO docs VALUES (?, ?)", batch)
+                        batch.clear()
+                conn.executemany("INSERT INTO docs VALUES (?, ?)", batch)
+                conn.commit()
+            finally:  # a malformed line leaves no open handle on the removed temporary store
+                conn.close()
         return db
 
     def __len__(self) -> int:

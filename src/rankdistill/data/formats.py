@@ -133,7 +133,12 @@ def _jsonl_record(path: Path, lineno: int, line: str) -> tuple[str, str]:
         raise InputFormatError(path, lineno, f'"{field}" must be a string, found {type(body).__name__}')
     if title is not None and not isinstance(title, str):
         raise InputFormatError(path, lineno, f'"title" must be a string, found {type(title).__name__}')
-    return rid, f"{title} {body}".strip() if title else body
+    text = f"{title} {body}".strip() if title else body
+    try:
+        (rid + text).encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON can spell lone surrogates (\\ud800) that no UTF-8 file or store holds
+        raise InputFormatError(path, lineno, f"a lone surrogate {exc.object[exc.start]!r} is not text") from None
+    return rid, text
 
 
 def read_records(path: Path, kind: str, fix_encoding: bool = False) -> Iterator[tuple[int, str, str]]:

@@ -17,23 +17,51 @@ from rankdistill.errors import RankdistillError
 M = TypeVar("M", bound=BaseModel)
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> RankdistillError:
+    """PyYAML's error as one line naming ``file:line`` (its own message spans lines and says "<unicode string>")."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        line: int | None = mark.line + 1
+    elif isinstance(getattr(exc, "position", None), int):  # a ReaderError: a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+    else:
+        line = None
+    problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, str):
+        problem = f"a character YAML does not allow ({ord(exc.character):#06x})"
+    where = f"{path}:{line}" if line is not None else str(path)
+    return RankdistillError(f"{where}: invalid YAML ({_one_line(problem)})")
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file of ``key: value`` options (``-`` in top-level keys read as ``_``); bad YAML names file:line."""
     path = Path(path)
     if not path.is_file():
-        raise RankdistillError(f"{path}: no such config file")
+        what = "is a folder, expected a config file" if path.is_dir() else "no such config file"
+        raise RankdistillError(f"{path}: {what}")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RankdistillError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RankdistillError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RankdistillError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, text, exc) from None
+    except RecursionError:
+        raise RankdistillError(f"{path}: invalid YAML (nested too deeply)") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for tagged or date-like scalars they cannot build (``2020-13-45``)
+        raise RankdistillError(f"{path}: invalid YAML value ({_one_line(exc)})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise RankdistillError(f"{path}: expected a mapping of keys at the top level")
+        raise RankdistillError(f"{path}: expected a mapping of keys at the top level, found {type(raw).__name__}")
     return {str(k).replace("-", "_"): v for k, v in raw.items()}
 
 
