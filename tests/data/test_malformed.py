@@ -14,6 +14,29 @@ import pytest
 from helpers.data import PASSAGES, QUERIES, write_set
 from helpers.tiny import tiny_encoder_dir
 
+@pytest.fixture()
+def cli_error(capsys):
+    """Stricter than the shared fixture: exit 2, and stderr holds exactly one line, "error: ...", once progress
+    bars (drawn in place on a terminal) are set aside; returns that line."""
+    from rankdistill.cli import main
+
+    def run(argv) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, err
+        assert "Traceback" not in err, err
+        lines = [line for line in err.splitlines() if line.strip() and not _is_progress(line)]
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        return lines[0]
+
+    return run
+
+
+def _is_progress(line: str) -> bool:
+    return "\u2501" in line or "it/s]" in line or "?it/s" in line
+
+
 GARBAGE = bytes(range(256)) * 3 + b"\x00\xff\xfe\n\x80\x81"
 BAD_UTF8 = b"q1\tcaf\xe9 au lait\n"
 
@@ -319,3 +342,63 @@ def test_out_of_range_numeric_options_name_the_option(command, extra, option, go
     flag = extra[0]
     assert flag in message or option in message, message
     assert not out.exists() or not any(out.rglob("*.run")), "a bad option still wrote output"
+
+
+def _misc_cases(good: dict[str, Path], tmp: Path) -> dict[str, tuple[list, str]]:
+    """argv and what its message must name, for bad choices, bad paths and outputs of the wrong kind."""
+    data = ["--queries", good["queries"], "--corpus", good["corpus"]]
+    teach = ["teach", "--run", good["run"], *data, "--backend", "replay", "--replay-file", good["recording"]]
+    build = ["build", "--teacher-run", good["teacher"], *data]
+    rerank = ["rerank", "--model", good["model"], "--run", good["run"], *data]
+    folder = tmp / "a-folder"
+    folder.mkdir()
+    return {
+        "teach-output-is-a-file": ([*teach, "-o", good["queries"]], str(good["queries"])),
+        "teach-prompt": ([*teach, "-o", tmp / "t", "--prompt", "bogus"], "prompt"),
+        "teach-backend": (["teach", "--run", good["run"], *data, "--backend", "bogus", "-o", tmp / "t"], "backend"),
+        "teach-replay-match": ([*teach, "-o", tmp / "t", "--replay-match", "x"], "replay_match"),
+        "teach-dataset-is-a-file": (["teach", "--run", good["run"], "--dataset", good["queries"], "--backend", "replay",
+                                     "--replay-file", good["recording"], "-o", tmp / "t"], str(good["queries"])),
+        "teach-dataset-empty-folder": (["teach", "--run", good["run"], "--dataset", folder, "--backend", "replay",
+                                        "--replay-file", good["recording"], "-o", tmp / "t"], str(folder)),
+        "build-output-is-a-folder": ([*build, "-o", folder], str(folder)),
+        "build-output-inside-a-file": ([*build, "-o", good["queries"] / "set.parquet"], str(good["queries"])),
+        "build-sampling": ([*build, "-o", tmp / "s.parquet", "--sampling", "bogus"], "sampling"),
+        "train-loss": (["train", good["set"], "-o", tmp / "m", "--model", good["model"], "--loss", "bogus"], "loss"),
+        "train-loss-kwargs": (["train", good["set"], "-o", tmp / "m", "--model", good["model"], "--loss-kwargs", "{bad"],
+                              "--loss-kwargs"),
+        "train-model-missing": (["train", good["set"], "-o", tmp / "m", "--model", tmp / "nomodel"], str(tmp / "nomodel")),
+        "rerank-output-is-a-folder": ([*rerank, "-o", folder], str(folder)),
+        "rerank-device": ([*rerank, "-o", tmp / "r.run", "--device", "bogus"], "device"),
+        "rerank-dtype": ([*rerank, "-o", tmp / "r.run", "--dtype", "bogus"], "dtype"),
+        "retrieve-output-is-a-folder": (["retrieve", *data, "--index", tmp / "index", "-o", folder], str(folder)),
+        "retrieve-method": (["retrieve", *data, "--index", tmp / "index", "-o", tmp / "b.run", "--method", "x"], "method"),
+        "evaluate-measure": (["evaluate", good["run"], "--qrels", good["qrels"], "-m", "nDCG@abc"], "nDCG@abc"),
+        "evaluate-test": (["evaluate", good["run"], "--qrels", good["qrels"], "--test", "ztest"], "ztest"),
+        "evaluate-output-format": (["evaluate", good["run"], "--qrels", good["qrels"], "-o", tmp / "x.xlsx"], "x.xlsx"),
+        "serve-device": (["serve", good["model"], "--device", "bogus"], "device"),
+        "serve-log-level": (["serve", good["model"], "--log-level", "bogus"], "--log-level"),
+        "pipeline-missing": (["pipeline", tmp / "nope.yaml"], str(tmp / "nope.yaml")),
+        "export-output-is-a-file": (["export", good["model"], "--onnx", good["queries"]], str(good["queries"])),
+        "unknown-option": (["rerank", "--depht", "3"], "--depht"),
+        "not-an-integer": (["retrieve", *data, "-o", tmp / "b.run", "--k", "ten"], "--k"),
+    }
+
+
+MISC = ["teach-output-is-a-file", "teach-prompt", "teach-backend", "teach-replay-match", "teach-dataset-is-a-file",
+        "teach-dataset-empty-folder", "build-output-is-a-folder", "build-output-inside-a-file", "build-sampling",
+        "train-loss", "train-loss-kwargs", "train-model-missing", "rerank-output-is-a-folder", "rerank-device",
+        "rerank-dtype", "retrieve-output-is-a-folder", "retrieve-method", "evaluate-measure", "evaluate-test",
+        "evaluate-output-format", "serve-device", "serve-log-level", "pipeline-missing", "export-output-is-a-file",
+        "unknown-option", "not-an-integer"]
+
+
+@pytest.mark.parametrize("case", MISC)
+def test_bad_choices_paths_and_outputs(case, good, tmp_path, cli_error, capsys, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started with a bad option"))
+    argv, named = _misc_cases(good, tmp_path)[case]
+    message = cli_error([str(a) for a in argv])
+    assert named in message, message
+    assert message.count("error:") == 1, message

@@ -10,6 +10,8 @@ from rankdistill.commands._common import warnings_to_stderr
 from rankdistill.serving.app import API_KEY_ENV, DEFAULT_MAX_DOCUMENTS
 from rankdistill.serving.batcher import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WAIT_MS
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 
 def serve_command(
     model: Annotated[str, typer.Argument(help="Cross-encoder folder, hub id or short name (minilm-l6).", show_default=False)],
@@ -28,8 +30,11 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve a cross-encoder over HTTP: POST /v1/rerank (and /rerank), GET /health, GET /v1/models."""
+    from rankdistill.errors import RankdistillError
     from rankdistill.serving.app import create_server
 
+    if log_level not in LOG_LEVELS:  # uvicorn would fail with a KeyError only once the model is loaded
+        raise RankdistillError(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
     warnings_to_stderr()
     server = create_server(
         model, host=host, port=port, name=name, dtype=dtype, device=device, batch_tokens=batch_tokens,

@@ -97,7 +97,8 @@ def teach(
         _check_windows(window, stride)
     started = time.perf_counter()
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_dir():
+        raise RankdistillError(f"{output}: is a file; output must be a folder (for teacher.run, stats.json, cache.sqlite)")
     first_stage = read_run(run) if isinstance(run, (str, Path)) else run
     if not first_stage:
         raise RankdistillError("the run to re-rank is empty")
@@ -105,6 +106,7 @@ def teach(
         collection = load_collection(dataset, queries=queries, corpus=corpus, qrels=qrels, split=split,
                                      fix_encoding=fix_encoding)
     _check_texts(first_stage, collection)
+    output.mkdir(parents=True, exist_ok=True)  # after the inputs are read: a bad one leaves no empty folder
     if backend == "embedding":
         _refuse_listwise(prompt=prompt, window=window, stride=stride, first_token=first_token,
                          max_passage_words=max_passage_words, record=record, replay_file=replay_file,

@@ -27,8 +27,14 @@ def resolve_device(device: str = "auto") -> str:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             return f"cuda:{local % torch.cuda.device_count()}"
         return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise RankdistillError(f"device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise RankdistillError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device 'cpu'")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise RankdistillError(f"device {device!r}: torch sees {torch.cuda.device_count()} GPU(s), numbered from 0")
     return device
 
 

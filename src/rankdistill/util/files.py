@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from rankdistill.errors import RankdistillError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -26,6 +28,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     For libraries that write files themselves (pyarrow, safetensors); :func:`atomic_write` opens it for you.
     """
     target = Path(path)
+    if target.is_dir():  # os.replace would fail only after the work is done, with a bare IsADirectoryError
+        raise RankdistillError(f"{target}: is a folder; give the path of a file to write")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise RankdistillError(f"{target.parent}: is a file, so {target.name} cannot be written inside it")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
