@@ -13,6 +13,7 @@ first failure stops the run with its input; it exits 1 then.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -32,6 +33,7 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated target names (default: all, parser included)")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")  # ir_datasets' encoding fixer draws a bar per file: thousands here
+    logging.getLogger("ir_datasets").setLevel(logging.WARNING)  # and logs a line per file
 
     from helpers.fuzzing import check_permutation, inputs, permutation_inputs, run_example, targets
     from hypothesis import HealthCheck, given, seed, settings
@@ -39,7 +41,7 @@ def main() -> int:
     names = [*sorted(targets()), "llm-answer-parser"]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
-    per_target = max(1, args.examples // len(names))
+    per_target = max(1, -(-args.examples // len(names)))  # rounded up: at least --examples in all
     counts: dict[str, Counter] = {}
     started = time.perf_counter()
     for name in names:
