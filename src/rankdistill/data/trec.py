@@ -19,6 +19,13 @@ Run = dict[str, list[tuple[str, float]]]
 Qrels = dict[str, dict[str, int]]
 
 
+def _plain(number: str) -> str:
+    """``number`` if written as trec_eval reads numbers: ASCII, no ``_`` (Python alone reads ``1_0`` and ``١``)."""
+    if not number.isascii() or "_" in number:
+        raise ValueError(number)
+    return number
+
+
 def read_run(path: str | Path, depth: int | None = None) -> Run:
     """Read a six-column TREC run (``qid Q0 docid rank score tag``); a file without a ranked document is an error."""
     path = Path(path)
@@ -34,11 +41,11 @@ def read_run(path: str | Path, depth: int | None = None) -> Run:
             )
         qid, _, docid, rank_s, score_s, _ = parts
         try:
-            rank = int(rank_s)
+            rank = int(_plain(rank_s))
         except ValueError:
             raise InputFormatError(path, lineno, f"rank {rank_s!r} is not an integer") from None
         try:
-            score = float(score_s)
+            score = float(_plain(score_s))
         except ValueError:
             raise InputFormatError(path, lineno, f"score {score_s!r} is not a number") from None
         if math.isnan(score):
@@ -91,11 +98,11 @@ BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 def _grade(path: Path, lineno: int, grade_s: str) -> int:
     """A relevance grade: an integer (``2``, ``-1``), also when written as a float (``2.0``)."""
     try:
-        return int(grade_s)
+        return int(_plain(grade_s))
     except ValueError:
         pass
     try:
-        as_float = float(grade_s)
+        as_float = float(_plain(grade_s))
     except ValueError:
         as_float = math.nan
     if not as_float.is_integer():
