@@ -20,6 +20,7 @@ from typing import Any
 from rankdistill.data.trec import read_run, write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.modeling.truncation import TruncationOptions
+from rankdistill.teacher.outputs import describe_spend, spend_figures
 from rankdistill.training.options import LearningOptions
 from rankdistill.util.files import atomic_write
 from rankdistill.workflow.config import (
@@ -187,8 +188,8 @@ def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: Teache
             replay_file=cfg.replay_file,
             backend_options=cfg.options,
         )
-        stats_path = Path(getattr(result, "stats_path", folder / "stats.json"))
-        return json.loads(stats_path.read_text()) if stats_path.exists() else {}
+        r.notify("note", f"{name}: {describe_spend(result.stats)}")
+        return json.loads(result.stats_path.read_text())
 
     r.run(stage, action)
     return out
@@ -480,7 +481,7 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
             throughput.setdefault("student-folds", {})[fold] = r.stats.get(f"rerank:{fold}") or {}
         teach_stats = r.stats.get(f"teach:{name}") or r.stats.get("teach:train")
         if teach_stats:
-            throughput["teacher"] = teach_stats
+            throughput["teacher"] = spend_figures(teach_stats)
         write_report(
             report_dir,
             runs={n: read_run(p) for n, p in systems.items()},

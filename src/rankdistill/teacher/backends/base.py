@@ -14,6 +14,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from rankdistill.teacher.prompts import Prompt
 
 
+# Why a request was retried, as backends count them (``retries_<kind>``) and ``stats.json`` lists them.
+RETRY_KINDS = ("http_429", "http_5xx", "connection", "timeout", "malformed")
+
+
 @dataclass
 class Generation:
     """One answered window."""

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rankdistill.errors import RankdistillError
-from rankdistill.teacher.backends.base import Generation
+from rankdistill.teacher.backends.base import RETRY_KINDS, Generation
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -81,7 +81,8 @@ class _Retryable(Exception):
 
     def __init__(self, kind: str, detail: str, retry_after: float | None = None):
         super().__init__(detail)
-        self.kind = kind  # "http_429", "http_5xx", "timeout", "connection", "malformed"
+        assert kind in RETRY_KINDS, kind
+        self.kind = kind
         self.detail = detail
         self.retry_after = retry_after
 
