@@ -208,10 +208,22 @@ class _Walk:
                 self.recorder.write(prompts[i], generation, self.engine.model_id, self.settings.prompt)
                 self.bar.advance(self.window_task)
 
-        self.stats["windows_reasked"] += self.cache.mark_asked(
-            self.engine.model_id, self.settings.prompt, self.settings.mode, [prompts[i].text for i in todo])
-        self.engine.generate([prompts[i] for i in todo], on_result, max_new_tokens=self.max_new_tokens,
-                             first_token=self.settings.first_token)
+        def mark_sent(texts: list[str]) -> None:  # before a request leaves: what a kill may catch in flight
+            again = self.cache.mark_asked(self.engine.model_id, self.settings.prompt, self.settings.mode, texts)
+            with self.lock:
+                self.stats["windows_reasked"] += again
+
+        hooked = hasattr(self.engine, "on_send")  # the backend says when each prompt leaves (see Backend)
+        if hooked:
+            self.engine.on_send = lambda j: mark_sent([prompts[todo[j]].text])
+        else:
+            mark_sent([prompts[i].text for i in todo])
+        try:
+            self.engine.generate([prompts[i] for i in todo], on_result, max_new_tokens=self.max_new_tokens,
+                                 first_token=self.settings.first_token)
+        finally:
+            if hooked:
+                self.engine.on_send = None
 
     def count(self, generation: Generation) -> None:
         self.stats["llm_calls"] += 1

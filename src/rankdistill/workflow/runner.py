@@ -23,6 +23,7 @@ from rankdistill.modeling.truncation import TruncationOptions
 from rankdistill.teacher.outputs import describe_spend, spend_figures
 from rankdistill.training.options import LearningOptions
 from rankdistill.util.files import atomic_write
+from rankdistill.util.lock import output_lock
 from rankdistill.workflow.config import (
     EvalSetConfig,
     FirstStageConfig,
@@ -510,8 +511,15 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
     if from_stage is not None and from_stage not in STAGE_KINDS:
         raise RankdistillError(f"from_stage {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
     r = _Runner(config, from_stage, dry_run, on_event)
-    r.root.mkdir(parents=True, exist_ok=True)
-    (r.root / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    with output_lock(r.root, "pipeline"):  # two pipelines on one folder would overwrite each other's stages
+        return _run_stages(r)
+
+
+def _run_stages(r: _Runner) -> PipelineResult:
+    """Every stage of ``r.config`` in order (``run_pipeline`` holds the output folder's lock)."""
+    config, dry_run = r.config, r.dry_run
+    with atomic_write(r.root / "config.json") as handle:
+        handle.write(json.dumps(config.model_dump(mode="json"), indent=2))
     tcfg = config.train
     if dry_run:
         _check_dataset(r, "train.dataset", tcfg.dataset)

@@ -34,6 +34,11 @@ class Backend(Protocol):
 
     name: str  # "hf" | "vllm" | "openai" | "replay"
     model_id: str  # part of the cache key
+    # Optional: a backend that sends prompts a few at a time (a server with bounded concurrency) declares
+    # ``on_send = None``; the caller then sets it to a callable ``on_send(i)`` for the length of a ``generate`` call,
+    # to be called just before prompt ``i``'s first request leaves. The caller marks each window as sent in the cache
+    # there, so the windows a kill catches in flight are known exactly. Without it, every prompt of a ``generate``
+    # call counts as sent when the call starts (true of batched local models).
 
     def generate(
         self,
