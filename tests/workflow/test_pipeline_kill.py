@@ -127,20 +127,20 @@ def test_pipeline_sigkilled_in_every_stage_ends_with_an_uninterrupted_runs_figur
         def checkpointed(_: str) -> bool:  # fold 1's student has a complete checkpoint: it is mid-training
             return any((p / "trainer_state.json").exists() for p in fold1.glob("checkpoint-*"))
 
-        kills = [
-            ("teacher", teacher_answered, rng.uniform(0.0, 0.2)),
-            ("build", lambda err: "running build:" in err, rng.uniform(0.0, 0.2)),
-            ("training mid-epoch", checkpointed, rng.uniform(0.0, 0.3)),
-            ("re-ranking", lambda err: "running rerank:" in err, rng.uniform(0.0, 0.3)),
-            ("evaluation", lambda err: "running evaluate:" in err, rng.uniform(0.2, 1.0)),
+        kills = [  # what to kill, when it is under way, how long after that, and the stage it must not finish
+            ("teacher", teacher_answered, rng.uniform(0.0, 0.2), "teach__train"),
+            ("build", lambda err: "running build:" in err, rng.uniform(0.0, 0.05), "build__fold1__distill"),
+            ("training mid-epoch", checkpointed, rng.uniform(0.0, 0.2), "train__fold1__distill"),
+            ("re-ranking", lambda err: "running rerank:" in err, rng.uniform(0.0, 0.1), "rerank__fold1"),
+            ("evaluation", lambda err: "running evaluate:" in err, rng.uniform(0.2, 1.0), "evaluate__cv"),
         ]
-        for i, (what, ready, linger) in enumerate(kills):
+        for i, (what, ready, linger, stage) in enumerate(kills):
             log = tmp_path / f"kill{i}.stderr"
             with log.open("w") as stderr:
                 proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
             _kill_when(proc, log, ready, linger, what)
             _no_half_written_file(out)
-            assert not (out / "manifests" / "evaluate__cv.json").exists()  # each kill landed before the end
+            assert not (out / "manifests" / f"{stage}.json").exists(), f"the kill meant for {what} came too late"
         last = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert last.returncode == 0, last.stderr[-3000:]
     _no_half_written_file(out)
