@@ -18,3 +18,7 @@ class InputFormatError(RankdistillError):
         self.problem = problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+class OutputLockedError(RankdistillError):
+    """Another process is writing the same output folder (``util.lock.output_lock``); the message names its pid."""

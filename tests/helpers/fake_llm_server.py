@@ -15,7 +15,8 @@ with an empty ``choices`` list). A callable ``fault(n, request) -> str | None`` 
 ``delay`` (seconds, or ``delay(n, request)``) slows every answer down, e.g. to kill a client mid-run.
 
 Every request is logged to a JSONL file twice: ``event="recv"`` when it arrives and ``event="done"`` when
-the server has finished with it (``delivered`` is true only when a valid answer was fully written). The log
+the server has finished with it (``delivered`` is true only when a valid answer was fully written; ``usage``
+is the token count it reported). The log
 holds a hash of the messages, never the Authorization header. The server stops by itself after
 ``lifetime`` seconds. Run it alone with ``python tests/fake_llm_server.py --help``.
 """
@@ -123,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
             "fault": fault,
         }
         srv.write_log({"event": "recv", "t": time.monotonic(), **record})
-        status, delivered = 0, False
+        status, delivered, usage = 0, False, None
         try:
             if srv.expected_key is not None and auth != f"Bearer {srv.expected_key}":
                 given = (auth or "").removeprefix("Bearer ")
@@ -193,12 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
                         "total_tokens": 0,
                     },
                 }
-                status = 200
+                status, usage = 200, body["usage"]
                 delivered = self._send(200, json.dumps(body).encode())
         finally:
             with srv.lock:
                 srv.in_flight -= 1
-            srv.write_log({"event": "done", "t": time.monotonic(), **record, "status": status, "delivered": delivered})
+            srv.write_log({"event": "done", "t": time.monotonic(), **record, "status": status, "delivered": delivered,
+                           "usage": usage})
 
 
 class _Server(ThreadingHTTPServer):

@@ -158,6 +158,10 @@ def test_crash_mid_run_resumes_without_paying_twice(tmp_path):
     assert len(crashing.asked) + len(resumed_backend.asked) == windows
     assert not set(crashing.asked) & set(resumed_backend.asked)
     assert resumed.stats["cache_hits"]["windows"] == 5 and resumed.stats["llm_calls"] == windows - 5
+    # the crash came in step 2 (one window per query): q1's window was answered, q2's was sent and lost
+    assert resumed.stats["windows_reasked"] == 1 and resumed.stats["requests"] == windows - 5
+    assert resumed.stats["retries"] == {"http_429": 0, "http_5xx": 0, "connection": 0, "timeout": 0, "malformed": 0}
+    assert clean.stats["windows_reasked"] == 0
     # candidates below depth keep first-stage order, scores strictly decreasing
     q2 = [d for d, _ in resumed.run["q2"]]
     assert q2[20:] == [f"d{29 - i}" for i in range(20, 25)]

@@ -135,6 +135,28 @@ def test_resume_continues_from_checkpoint(tiny, tmp_path):
     torch.testing.assert_close(again.end_weights[0], whole.end_weights[0])
 
 
+def test_resume_skips_half_written_checkpoints_and_a_stage_caught_mid_move(tiny, tmp_path):
+    """A SIGKILL while the Trainer writes a checkpoint leaves it half-written in place; resuming must not read it."""
+    kw = dict(model=str(tiny["encoder"]), max_steps=6, learning_rate=3e-3, save_steps=2, logging_steps=1, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny["data"], output=tmp_path / "m", callbacks=[Recorder(fail_after=4)], **kw)
+    stage = tmp_path / "m.checkpoints" / "stage-1"
+    assert {p.name for p in stage.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
+    state = stage / "checkpoint-4" / "trainer_state.json"  # killed while writing the state file (written last)
+    state.write_text(state.read_text()[:40])
+    (stage / "checkpoint-6").mkdir()  # killed while writing the weights
+    (stage / "checkpoint-6" / "model.safetensors").write_bytes(b"\0" * 100)
+    (stage / "model").mkdir()  # killed while the finished stage was moved to the output (stage.json already gone)
+    (stage / "model" / "README.md").write_text("half")
+    again = Recorder()
+    out = train(tiny["data"], output=tmp_path / "m", resume=True, callbacks=[again], **kw)
+    assert again.begin_steps == [2]
+    assert json.loads((out / "training_log.json").read_text())["stages"][0]["resumed_from"].endswith("checkpoint-2")
+    whole = Recorder()
+    train(tiny["data"], output=tmp_path / "whole", callbacks=[whole], **kw)
+    torch.testing.assert_close(again.end_weights[0], whole.end_weights[0])
+
+
 def test_two_stage_config_chains_weights(tiny, tmp_path):
     write_set(tmp_path / "labels.parquet", relevance=True)
     cfg = tmp_path / "recipe.yaml"

@@ -107,13 +107,12 @@ def teach_command(
                   f"{s['seconds']:.1f} s, {s['pairs_per_s']} pairs/s", highlight=False)
         err.print(f"teacher run written to [bold]{result.run_path}[/], stats to [bold]{result.stats_path}[/]", highlight=False)
         return
+    from rankdistill.teacher.outputs import describe_spend
+
     repairs = ", ".join(f"{k} {v}" for k, v in s["repairs"].items() if v) or "none"
-    err.print(
-        f"{s['queries']} queries, {s['windows']} windows ({s['cache_hits']['windows']} from cache), "
-        f"{s['llm_calls']} LLM calls, {s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
-        f"repairs: {repairs}, {s['wall_time_s']:.1f} s",
-        highlight=False,
-    )
+    err.print(f"{s['queries']} queries, {s['windows']} windows, repairs: {repairs}, {s['wall_time_s']:.1f} s",
+              highlight=False)
+    err.print(describe_spend(s), highlight=False, soft_wrap=True)
     err.print(f"teacher run written to [bold]{result.run_path}[/], stats to [bold]{result.stats_path}[/]", highlight=False)
 
 

@@ -5,6 +5,10 @@ Ctrl-C, SIGKILL or crash loses at most the windows still in flight, and a rerun 
 Windows are keyed by (model, template, mode, SHA-256 of the prompt text): the same prompt under the same
 model is never asked again, even from another run configuration. Finished queries are stored too, with the
 configuration and candidate list they were ranked from, so a rerun skips them outright.
+
+A window is marked *asked* (committed) before its request leaves and unmarked in the transaction that stores its
+answer, so the marks left after a kill are exactly the windows that were in flight: a rerun that asks one again
+counts it as re-asked after a resume (``stats.json``), the only windows a kill makes anyone pay for twice.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ CREATE TABLE IF NOT EXISTS queries (
     config TEXT NOT NULL, qid TEXT NOT NULL, candidates TEXT NOT NULL,
     ranking TEXT NOT NULL, repairs TEXT NOT NULL, windows INTEGER NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (config, qid, candidates)
+);
+CREATE TABLE IF NOT EXISTS asked (
+    model TEXT NOT NULL, template TEXT NOT NULL, mode TEXT NOT NULL, prompt_hash TEXT NOT NULL, asked REAL NOT NULL,
+    PRIMARY KEY (model, template, mode, prompt_hash)
 );
 """
 
@@ -76,12 +84,34 @@ class TeacherCache:
 
     def put_window(self, model: str, template: str, mode: str, prompt_text: str, generation: Generation) -> None:
         ranking = json.dumps(generation.ranking) if generation.ranking is not None else None
+        key = (model, template, mode, text_hash(prompt_text))
         with self._lock, self._db:  # one transaction per window, committed on exit
             self._db.execute(
                 "INSERT OR REPLACE INTO windows VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (model, template, mode, text_hash(prompt_text), generation.text, ranking,
-                 generation.prompt_tokens, generation.completion_tokens, generation.saved_tokens, time.time()),
+                (*key, generation.text, ranking, generation.prompt_tokens, generation.completion_tokens,
+                 generation.saved_tokens, time.time()),
             )
+            self._db.execute("DELETE FROM asked WHERE model=? AND template=? AND mode=? AND prompt_hash=?", key)
+
+    def mark_asked(self, model: str, template: str, mode: str, prompt_texts: list[str]) -> int:
+        """Mark windows as sent (one transaction, before the requests leave); returns how many an earlier run had
+        already sent without committing an answer (in flight when it stopped): they are being re-asked."""
+        keys = [(model, template, mode, text_hash(text)) for text in prompt_texts]
+        with self._lock, self._db:
+            again = sum(
+                self._db.execute(
+                    "SELECT 1 FROM asked WHERE model=? AND template=? AND mode=? AND prompt_hash=?", key
+                ).fetchone() is not None
+                for key in keys
+            )
+            now = time.time()
+            self._db.executemany("INSERT OR REPLACE INTO asked VALUES (?,?,?,?,?)", [(*key, now) for key in keys])
+        return again
+
+    def in_flight(self) -> int:
+        """Windows sent by some run whose answer never got committed (a kill or failure came first)."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM asked").fetchone()[0]
 
     # queries -------------------------------------------------------------------------------------------
     def get_query(self, config: str, qid: str, candidates: list[str]) -> tuple[list[str], Counter, int] | None:

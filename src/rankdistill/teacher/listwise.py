@@ -24,7 +24,7 @@ from typing import Any
 from rankdistill.data.collection import Collection
 from rankdistill.data.trec import Run, write_run
 from rankdistill.errors import RankdistillError
-from rankdistill.teacher.backends.base import Backend, Generation
+from rankdistill.teacher.backends.base import RETRY_KINDS, Backend, Generation
 from rankdistill.teacher.cache import TeacherCache
 from rankdistill.teacher.outputs import CACHE_NAME, RUN_NAME, TeachResult, write_stats
 from rankdistill.teacher.parse import format_permutation, parse_permutation
@@ -89,8 +89,9 @@ def new_stats(engine: Backend, settings: WindowSettings, states: list[QueryState
         "backend": engine.name, "model": engine.model_id, "prompt": settings.prompt, "depth": settings.depth,
         "window": settings.window, "stride": settings.stride, "max_passage_words": settings.max_passage_words,
         "first_token": settings.first_token, "queries": len(states), "windows": sum(len(s.spans) for s in states),
-        "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "saved_tokens": 0, "repairs": Counter(),
-        "cache_hits": {"windows": 0, "queries": 0},
+        "llm_calls": 0, "requests": 0, "retries": {kind: 0 for kind in RETRY_KINDS}, "malformed_gave_up": 0,
+        "prompt_tokens": 0, "completion_tokens": 0, "saved_tokens": 0, "repairs": Counter(),
+        "cache_hits": {"windows": 0, "queries": 0}, "windows_reasked": 0,
     }
 
 
@@ -207,8 +208,22 @@ class _Walk:
                 self.recorder.write(prompts[i], generation, self.engine.model_id, self.settings.prompt)
                 self.bar.advance(self.window_task)
 
-        self.engine.generate([prompts[i] for i in todo], on_result, max_new_tokens=self.max_new_tokens,
-                             first_token=self.settings.first_token)
+        def mark_sent(texts: list[str]) -> None:  # before a request leaves: what a kill may catch in flight
+            again = self.cache.mark_asked(self.engine.model_id, self.settings.prompt, self.settings.mode, texts)
+            with self.lock:
+                self.stats["windows_reasked"] += again
+
+        hooked = hasattr(self.engine, "on_send")  # the backend says when each prompt leaves (see Backend)
+        if hooked:
+            self.engine.on_send = lambda j: mark_sent([prompts[todo[j]].text])
+        else:
+            mark_sent([prompts[i].text for i in todo])
+        try:
+            self.engine.generate([prompts[i] for i in todo], on_result, max_new_tokens=self.max_new_tokens,
+                                 first_token=self.settings.first_token)
+        finally:
+            if hooked:
+                self.engine.on_send = None
 
     def count(self, generation: Generation) -> None:
         self.stats["llm_calls"] += 1
@@ -246,9 +261,13 @@ def final_stats(stats: dict[str, Any], states: list[QueryState], engine: Backend
     for state in states:
         repairs.update(state.repairs)
     stats["repairs"] = {kind: repairs.get(kind, 0) for kind in REPAIR_KINDS}
-    backend_stats = getattr(engine, "stats", None)  # e.g. the openai backend's request/retry counters
+    backend_stats = getattr(engine, "stats", None) or {}  # e.g. the openai backend's request/retry counters
     if backend_stats:
         stats["backend_stats"] = dict(backend_stats)
+    # a local model answers each window in one generation; a server may need several requests (retries)
+    stats["requests"] = backend_stats.get("requests", stats["llm_calls"])
+    stats["retries"] = {kind: backend_stats.get(f"retries_{kind}", 0) for kind in RETRY_KINDS}
+    stats["malformed_gave_up"] = backend_stats.get("malformed_gave_up", 0)
     if hasattr(engine, "match_counts"):
         stats["replay_matches"] = dict(engine.match_counts)  # this run's fresh lookups (cache hits not included)
     stats["wall_time_s"] = round(time.perf_counter() - started, 3)

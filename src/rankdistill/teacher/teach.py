@@ -21,6 +21,7 @@ from rankdistill.teacher.backends.base import Backend
 from rankdistill.teacher.listwise import WindowSettings, teach_listwise
 from rankdistill.teacher.outputs import TeachResult
 from rankdistill.teacher.prompts import TEMPLATES
+from rankdistill.util.lock import output_lock
 
 # teach()'s parameters that only the listwise LLM backends read
 LISTWISE_ONLY = ("prompt", "window", "stride", "first_token", "max_passage_words", "record", "replay_file",
@@ -58,7 +59,8 @@ def teach(
 
     Writes ``teacher.run`` (the teacher's order; scores strictly decreasing; candidates below ``depth`` follow
     in first-stage order) and ``stats.json`` into ``output``; the LLM teacher also keeps ``cache.sqlite`` there,
-    so a rerun with the same settings resumes where the last one stopped and ends with the same run.
+    so a rerun with the same settings resumes where the last one stopped and ends with the same run. One
+    process at a time may write ``output`` (a lock file there): a second one stops with an error naming the first.
 
     Args:
         run: the first-stage run (a TREC file or ``{qid: [(docid, score), ...]}``, best first).
@@ -91,6 +93,7 @@ def teach(
     Raises:
         RankdistillError: a setting out of range or not meant for the chosen backend, bad backend options, an
             empty run, queries without text, or a backend failure (finished windows stay cached).
+        OutputLockedError: another process is writing ``output``.
     """
     _check_settings(prompt, depth, window, stride, max_passage_words)
     if backend != "embedding":
@@ -107,17 +110,18 @@ def teach(
                                      fix_encoding=fix_encoding)
     _check_texts(first_stage, collection)
     output.mkdir(parents=True, exist_ok=True)  # after the inputs are read: a bad one leaves no empty folder
-    if backend == "embedding":
-        _refuse_listwise(prompt=prompt, window=window, stride=stride, first_token=first_token,
-                         max_passage_words=max_passage_words, record=record, replay_file=replay_file,
-                         max_new_tokens=max_new_tokens)
-        return _teach_embedding(first_stage, collection, output=output, model=model, depth=depth, tag=tag,
-                                progress=progress, backend_options=backend_options)
-    engine = _build_backend(backend, model, replay_file, replay_match, backend_options)
-    settings = WindowSettings(prompt=prompt, depth=depth, window=window, stride=stride,
-                              max_passage_words=max_passage_words, first_token=first_token)
-    return teach_listwise(first_stage, collection, engine, settings, output=output, record=record,
-                          max_new_tokens=max_new_tokens, tag=tag, progress=progress, started=started)
+    with output_lock(output, "teach"):  # a second teach on this folder would pay for the same windows again
+        if backend == "embedding":
+            _refuse_listwise(prompt=prompt, window=window, stride=stride, first_token=first_token,
+                             max_passage_words=max_passage_words, record=record, replay_file=replay_file,
+                             max_new_tokens=max_new_tokens)
+            return _teach_embedding(first_stage, collection, output=output, model=model, depth=depth, tag=tag,
+                                    progress=progress, backend_options=backend_options)
+        engine = _build_backend(backend, model, replay_file, replay_match, backend_options)
+        settings = WindowSettings(prompt=prompt, depth=depth, window=window, stride=stride,
+                                  max_passage_words=max_passage_words, first_token=first_token)
+        return teach_listwise(first_stage, collection, engine, settings, output=output, record=record,
+                              max_new_tokens=max_new_tokens, tag=tag, progress=progress, started=started)
 
 
 def _check_settings(prompt: str, depth: int, window: int, stride: int, max_passage_words: int | None) -> None:

@@ -233,9 +233,12 @@ def _train_stages(
     summaries = []
     for i, stage in enumerate(stages, 1):
         done = work / f"stage-{i}" / "model"
-        if opts.resume and done.is_dir():  # a finished stage is not trained again
+        # a finished stage is not trained again; a folder without its stage.json was being moved to the output when
+        # a kill came (``_finish``): its last checkpoint finishes it again
+        if opts.resume and (done / "stage.json").is_file():
             summaries.append(json.loads((done / "stage.json").read_text(encoding="utf-8")))
         else:
+            shutil.rmtree(done, ignore_errors=True)
             done, summary = _train_stage(i, stage, current, work, opts, callbacks)
             summaries.append(summary)
         current = str(done)
@@ -336,9 +339,25 @@ def _save_stage(model, final: Path, summary: dict[str, Any], opts: TrainOptions)
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* Trainer checkpoint in ``folder``; newer, half-written ones are removed.
 
-    return Path(found) if folder.is_dir() and (found := get_last_checkpoint(str(folder))) else None
+    The Trainer writes a checkpoint in place (weights, optimizer, scheduler, RNG states, then
+    ``trainer_state.json`` last), so a kill while saving leaves a folder that ``get_last_checkpoint`` would pick and
+    resuming would read half-written. A checkpoint counts as complete when its state file parses and names its step.
+    """
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(p.name.rpartition("-")[2]), p) for p in folder.glob("checkpoint-*")
+                   if p.is_dir() and p.name.rpartition("-")[2].isdigit())
+    for step, path in reversed(steps):
+        try:
+            state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        if isinstance(state, dict) and state.get("global_step") == step:
+            return path
+        shutil.rmtree(path, ignore_errors=True)  # never resumed from, and the Trainer would save into it again
+    return None
 
 
 def _bf16(flag: bool | str | None) -> bool:

@@ -20,8 +20,10 @@ from typing import Any
 from rankdistill.data.trec import read_run, write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.modeling.truncation import TruncationOptions
+from rankdistill.teacher.outputs import describe_spend, spend_figures
 from rankdistill.training.options import LearningOptions
 from rankdistill.util.files import atomic_write
+from rankdistill.util.lock import output_lock
 from rankdistill.workflow.config import (
     EvalSetConfig,
     FirstStageConfig,
@@ -187,8 +189,8 @@ def _teacher(r: _Runner, name: str, dataset: str, first_stage: Path, cfg: Teache
             replay_file=cfg.replay_file,
             backend_options=cfg.options,
         )
-        stats_path = Path(getattr(result, "stats_path", folder / "stats.json"))
-        return json.loads(stats_path.read_text()) if stats_path.exists() else {}
+        r.notify("note", f"{name}: {describe_spend(result.stats)}")
+        return json.loads(result.stats_path.read_text())
 
     r.run(stage, action)
     return out
@@ -480,7 +482,7 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str,
             throughput.setdefault("student-folds", {})[fold] = r.stats.get(f"rerank:{fold}") or {}
         teach_stats = r.stats.get(f"teach:{name}") or r.stats.get("teach:train")
         if teach_stats:
-            throughput["teacher"] = teach_stats
+            throughput["teacher"] = spend_figures(teach_stats)
         write_report(
             report_dir,
             runs={n: read_run(p) for n, p in systems.items()},
@@ -509,8 +511,15 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
     if from_stage is not None and from_stage not in STAGE_KINDS:
         raise RankdistillError(f"from_stage {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
     r = _Runner(config, from_stage, dry_run, on_event)
-    r.root.mkdir(parents=True, exist_ok=True)
-    (r.root / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    with output_lock(r.root, "pipeline"):  # two pipelines on one folder would overwrite each other's stages
+        return _run_stages(r)
+
+
+def _run_stages(r: _Runner) -> PipelineResult:
+    """Every stage of ``r.config`` in order (``run_pipeline`` holds the output folder's lock)."""
+    config, dry_run = r.config, r.dry_run
+    with atomic_write(r.root / "config.json") as handle:
+        handle.write(json.dumps(config.model_dump(mode="json"), indent=2))
     tcfg = config.train
     if dry_run:
         _check_dataset(r, "train.dataset", tcfg.dataset)

@@ -14,6 +14,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from rankdistill.teacher.prompts import Prompt
 
 
+# Why a request was retried, as backends count them (``retries_<kind>``) and ``stats.json`` lists them.
+RETRY_KINDS = ("http_429", "http_5xx", "connection", "timeout", "malformed")
+
+
 @dataclass
 class Generation:
     """One answered window."""
@@ -30,6 +34,11 @@ class Backend(Protocol):
 
     name: str  # "hf" | "vllm" | "openai" | "replay"
     model_id: str  # part of the cache key
+    # Optional: a backend that sends prompts a few at a time (a server with bounded concurrency) declares
+    # ``on_send = None``; the caller then sets it to a callable ``on_send(i)`` for the length of a ``generate`` call,
+    # to be called just before prompt ``i``'s first request leaves. The caller marks each window as sent in the cache
+    # there, so the windows a kill catches in flight are known exactly. Without it, every prompt of a ``generate``
+    # call counts as sent when the call starts (true of batched local models).
 
     def generate(
         self,

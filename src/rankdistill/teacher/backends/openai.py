@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rankdistill.errors import RankdistillError
-from rankdistill.teacher.backends.base import Generation
+from rankdistill.teacher.backends.base import RETRY_KINDS, Generation
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -81,7 +81,8 @@ class _Retryable(Exception):
 
     def __init__(self, kind: str, detail: str, retry_after: float | None = None):
         super().__init__(detail)
-        self.kind = kind  # "http_429", "http_5xx", "timeout", "connection", "malformed"
+        assert kind in RETRY_KINDS, kind
+        self.kind = kind
         self.detail = detail
         self.retry_after = retry_after
 
@@ -156,6 +157,7 @@ class OpenAIBackend:
         self.__key = os.environ.get(options.api_key_env) or None
         # Counters teach() can copy into stats.json: requests, retries by kind, malformed answers given up on.
         self.stats: Counter[str] = Counter()
+        self.on_send: Callable[[int], None] | None = None  # see Backend: called as a prompt's first request leaves
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
@@ -235,10 +237,13 @@ class OpenAIBackend:
             completion_tokens=int(usage.get("completion_tokens") or 0),
         )
 
-    async def _attempt(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict[str, Any]) -> Generation:
+    async def _attempt(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict[str, Any],
+                       sending: Callable[[], None] | None = None) -> Generation:
         import httpx
 
         async with sem:
+            if sending is not None:
+                sending()
             self.stats["requests"] += 1
             try:
                 # httpx's timeout bounds each read; wait_for bounds the whole request (a server trickling bytes)
@@ -258,12 +263,13 @@ class OpenAIBackend:
             raise _Retryable("malformed", f"unexpected HTTP {status}")
         return self._answer(response)
 
-    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict[str, Any]) -> Generation:
+    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict[str, Any],
+                   sending: Callable[[], None] | None = None) -> Generation:
         # Retry loop by hand (not tenacity / the openai SDK): malformed 200s must retry too, retries are counted
         # by kind for stats.json, and Retry-After is a floor on a full-jitter delay, not a cap at 60 s.
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._attempt(client, sem, body)
+                return await self._attempt(client, sem, body, sending if attempt == 0 else None)
             except _Retryable as failure:
                 last = failure
                 if attempt == self.max_retries:
@@ -289,8 +295,11 @@ class OpenAIBackend:
         client = self._client
         sem = asyncio.Semaphore(self.concurrency)
 
+        on_send = self.on_send
+
         async def task(i: int, prompt: Prompt) -> None:
-            out.put((i, await self._one(client, sem, self._body(prompt, max_new_tokens))))
+            sending = (lambda: on_send(i)) if on_send is not None else None
+            out.put((i, await self._one(client, sem, self._body(prompt, max_new_tokens), sending)))
 
         tasks = [asyncio.ensure_future(task(i, p)) for i, p in enumerate(prompts)]
         try:
