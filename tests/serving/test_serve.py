@@ -9,9 +9,7 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from rankdistill.serving.batcher import Batcher  # noqa: E402
 from rankdistill.serving.schema import TRUNCATED_HEADER  # noqa: E402
 
 from helpers.data import PASSAGES, QUERIES  # noqa: E402
+from helpers.server import running  # noqa: E402
 from helpers.tiny import tiny_scoring_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,30 +40,6 @@ RUN = {
     "q2": [("d2", 5.0), ("d6", 4.0), ("d1", 3.0)],
     "q3": [("d4", 2.0), ("d5", 1.0)],
 }
-
-
-@contextmanager
-def running(app, **config):
-    """uvicorn serving ``app`` in a thread on a free 127.0.0.1 port (bound before the thread starts)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    # log_config=None: uvicorn leaves logging as it is (no handlers of its own), so its records reach caplog
-    server = uvicorn.Server(uvicorn.Config(app, **{"log_level": "warning", "log_config": None, **config}))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.025)
-    else:
-        raise RuntimeError("uvicorn did not start within 10 s")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
