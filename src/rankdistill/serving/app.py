@@ -25,6 +25,7 @@ from typing import Annotated, Any, Optional
 from rankdistill.errors import RankdistillError
 from rankdistill.serving.batcher import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WAIT_MS, Batcher
 from rankdistill.serving.guard import BodyGuard, ClientDisconnected, until_disconnect
+from rankdistill.serving.memory import release_memory
 from rankdistill.serving.schema import (
     TRUNCATED_HEADER,
     EncodedRequest,
@@ -51,6 +52,10 @@ DEFAULT_MAX_BODY_BYTES = 16 * 2**20  # 1,000 documents of several kilobytes, wit
 DEFAULT_BODY_TIMEOUT_S = 30.0
 INSTALL_HINT = "install the serve extra: pip install 'rankdistill[serve]'"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# oneDNN keeps one compiled primitive per matmul shape (up to 1,024 by default), and a server's token-budget batches
+# come in a new shape almost every time: scoring varied batches grew a process by ~0.9 GB with the default cache and
+# not with this one (benchmarks/RESULTS.md, the soak). Read when oneDNN makes its first primitive: set before loading.
+ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64"
 
 
 def create_app(
@@ -127,10 +132,12 @@ def _require_fastapi() -> None:
 
 
 def _lifespan(batcher: Batcher):
-    """Start the batcher with the app and stop it on shutdown."""
+    """Start the batcher (and the memory trimmer, :mod:`rankdistill.serving.memory`) with the app; stop them on shutdown."""
 
     @asynccontextmanager
     async def lifespan(_app):
+        import asyncio
+
         import torch
 
         # one intra-op thread per stream, as CrossEncoderScorer.score runs its streams; restored on shutdown
@@ -138,9 +145,11 @@ def _lifespan(batcher: Batcher):
         if batcher.workers > 1:
             torch.set_num_threads(1)
         batcher.start()
+        trimmer = asyncio.get_running_loop().create_task(release_memory(lambda: batcher.pairs))
         try:
             yield
         finally:
+            trimmer.cancel()
             await batcher.stop()
             torch.set_num_threads(previous)
 
@@ -387,6 +396,7 @@ def create_server(
     from rankdistill.reranking.scorer import CrossEncoderScorer
 
     api_key = _api_key(api_key_env)
+    os.environ.setdefault(ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY)  # the operator's own setting wins
     scorer = CrossEncoderScorer(
         model, dtype=dtype, device=device, batch_tokens=batch_tokens,
         max_query_length=max_query_length, max_passage_length=max_passage_length,
