@@ -52,10 +52,11 @@ DEFAULT_MAX_BODY_BYTES = 16 * 2**20  # 1,000 documents of several kilobytes, wit
 DEFAULT_BODY_TIMEOUT_S = 30.0
 INSTALL_HINT = "install the serve extra: pip install 'rankdistill[serve]'"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-# oneDNN keeps one compiled primitive per matmul shape (up to 1,024 by default), and a server's token-budget batches
-# come in a new shape almost every time: scoring varied batches grew a process by ~0.9 GB with the default cache and
-# not with this one (benchmarks/RESULTS.md, the soak). Read when oneDNN makes its first primitive: set before loading.
-ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64"
+# Caches of compiled CPU kernels, one entry per shape, that a server's batches (a new shape almost every time) fill
+# with memory: oneDNN's primitive cache and the per-thread LRU cache of PyTorch's oneDNN bindings, 1,024 entries each
+# by default. With these caps a process scoring varied batches stayed flat where the defaults grew it by hundreds of
+# MB (benchmarks/RESULTS.md, the soak). Read when the first kernel is made: set before loading; the operator's win.
+KERNEL_CACHE_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "16"}
 
 
 def create_app(
@@ -396,7 +397,8 @@ def create_server(
     from rankdistill.reranking.scorer import CrossEncoderScorer
 
     api_key = _api_key(api_key_env)
-    os.environ.setdefault(ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY)  # the operator's own setting wins
+    for key, value in KERNEL_CACHE_ENV.items():
+        os.environ.setdefault(key, value)
     scorer = CrossEncoderScorer(
         model, dtype=dtype, device=device, batch_tokens=batch_tokens,
         max_query_length=max_query_length, max_passage_length=max_passage_length,
