@@ -247,7 +247,7 @@ def test_cli_serves_with_auth_and_never_prints_the_token(model_dir, tmp_path):
     with log.open("w") as handle:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rankdistill", "serve", str(model_dir), "--port", str(port), "--dtype", "float32",
-             "--log-level", "debug"],
+             "--log-level", "debug", "--max-body-bytes", "4000", "--max-request-tokens", "500", "--body-timeout-s", "9"],
             stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )
         try:
@@ -266,6 +266,10 @@ def test_cli_serves_with_auth_and_never_prints_the_token(model_dir, tmp_path):
             assert post(base, body).status_code == 401
             response = post(base, body, headers={"Authorization": f"Bearer {TOKEN}"})
             assert response.status_code == 200 and response.json()["model"] == "model"
+            big = post(base, {"query": "q", "documents": ["water price"] * 400}, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert big.status_code == 413 and "limit of 4000 bytes" in big.json()["detail"]
+            models = httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"][0]
+            assert models["max_request_tokens"] == 500 and models["max_body_bytes"] == 4000
         finally:
             proc.terminate()
             proc.wait(timeout=30)
