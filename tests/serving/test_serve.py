@@ -9,9 +9,7 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from rankdistill.serving.batcher import Batcher  # noqa: E402
 from rankdistill.serving.schema import TRUNCATED_HEADER  # noqa: E402
 
 from helpers.data import PASSAGES, QUERIES  # noqa: E402
+from helpers.server import running  # noqa: E402
 from helpers.tiny import tiny_scoring_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,30 +40,6 @@ RUN = {
     "q2": [("d2", 5.0), ("d6", 4.0), ("d1", 3.0)],
     "q3": [("d4", 2.0), ("d5", 1.0)],
 }
-
-
-@contextmanager
-def running(app, **config):
-    """uvicorn serving ``app`` in a thread on a free 127.0.0.1 port (bound before the thread starts)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    # log_config=None: uvicorn leaves logging as it is (no handlers of its own), so its records reach caplog
-    server = uvicorn.Server(uvicorn.Config(app, **{"log_level": "warning", "log_config": None, **config}))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.025)
-    else:
-        raise RuntimeError("uvicorn did not start within 10 s")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +247,7 @@ def test_cli_serves_with_auth_and_never_prints_the_token(model_dir, tmp_path):
     with log.open("w") as handle:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rankdistill", "serve", str(model_dir), "--port", str(port), "--dtype", "float32",
-             "--log-level", "debug"],
+             "--log-level", "debug", "--max-body-bytes", "4000", "--max-request-tokens", "500", "--body-timeout-s", "9"],
             stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )
         try:
@@ -291,6 +266,10 @@ def test_cli_serves_with_auth_and_never_prints_the_token(model_dir, tmp_path):
             assert post(base, body).status_code == 401
             response = post(base, body, headers={"Authorization": f"Bearer {TOKEN}"})
             assert response.status_code == 200 and response.json()["model"] == "model"
+            big = post(base, {"query": "q", "documents": ["water price"] * 400}, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert big.status_code == 413 and "limit of 4000 bytes" in big.json()["detail"]
+            models = httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"][0]
+            assert models["max_request_tokens"] == 500 and models["max_body_bytes"] == 4000
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""``rankdistill serve MODEL_DIR``: an HTTP re-ranking server (POST /v1/rerank, Cohere/Jina/TEI shape)."""
+"""``rankdistill serve MODEL_DIR``: an HTTP re-ranking server (Cohere v1/v2, Jina and text-embeddings-inference shapes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from rankdistill.commands._common import warnings_to_stderr
-from rankdistill.serving.app import API_KEY_ENV, DEFAULT_MAX_DOCUMENTS
+from rankdistill.serving.app import (
+    API_KEY_ENV,
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_DOCUMENTS,
+    DEFAULT_MAX_REQUEST_TOKENS,
+)
 from rankdistill.serving.batcher import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_WAIT_MS
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -23,13 +29,16 @@ def serve_command(
     batch_tokens: Annotated[Optional[int], typer.Option("--batch-tokens", help="Padded tokens per forward batch (default 4096 on CPU, 65536 on GPU).")] = None,
     max_query_length: Annotated[Optional[int], typer.Option("--max-query-length", help="Query tokens kept (default: the model's, else 32).")] = None,
     max_passage_length: Annotated[Optional[int], typer.Option("--max-passage-length", help="Document tokens kept (default: the model's, else 256).")] = None,
-    max_documents: Annotated[int, typer.Option("--max-documents", help="Most documents in one request.")] = DEFAULT_MAX_DOCUMENTS,
+    max_documents: Annotated[int, typer.Option("--max-documents", help="Most documents in one request (more: 422).")] = DEFAULT_MAX_DOCUMENTS,
+    max_request_tokens: Annotated[int, typer.Option("--max-request-tokens", help="Most tokens scored for one request, after cutting to the budgets (more: 413).")] = DEFAULT_MAX_REQUEST_TOKENS,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body in bytes (larger: 413).")] = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: Annotated[float, typer.Option("--body-timeout-s", help="Seconds a request body may take to arrive (slower: 408).")] = DEFAULT_BODY_TIMEOUT_S,
     max_batch_tokens: Annotated[int, typer.Option("--max-batch-tokens", help="Real tokens of the requests scored together.")] = DEFAULT_MAX_BATCH_TOKENS,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a request waits for others to share its batch.")] = DEFAULT_MAX_WAIT_MS,
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the bearer token; unset: no auth.")] = API_KEY_ENV,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
-    """Serve a cross-encoder over HTTP: POST /v1/rerank (and /rerank), GET /health, GET /v1/models."""
+    """Serve a cross-encoder over HTTP: POST /v1/rerank, /v2/rerank and /rerank (Cohere v1/v2, Jina, TEI), GET /health, GET /v1/models."""
     from rankdistill.errors import RankdistillError
     from rankdistill.serving.app import create_server
 
@@ -39,6 +48,7 @@ def serve_command(
     server = create_server(
         model, host=host, port=port, name=name, dtype=dtype, device=device, batch_tokens=batch_tokens,
         max_query_length=max_query_length, max_passage_length=max_passage_length, max_documents=max_documents,
+        max_request_tokens=max_request_tokens, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s,
         max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, api_key_env=api_key_env, log_level=log_level,
     )
     typer.echo(server.summary())

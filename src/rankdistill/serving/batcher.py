@@ -73,6 +73,7 @@ class Batcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_ms = max_wait_ms
         self.requests = self.groups = self.pairs = 0
+        self.dropped = 0  # requests whose caller went away before their group was formed: never scored
         self._pending: deque[_Job] = deque()
         self._wakeup: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -111,7 +112,9 @@ class Batcher:
         while self._pending and tokens + self._pending[0].tokens <= self.max_batch_tokens:
             tokens += self._pending[0].tokens
             jobs.append(self._pending.popleft())
-        return [job for job in jobs if not job.future.done()]  # a caller that went away was cancelled
+        live = [job for job in jobs if not job.future.done()]  # a caller that went away was cancelled
+        self.dropped += len(jobs) - len(live)
+        return live
 
     async def _run(self) -> None:
         import numpy as np
