@@ -21,13 +21,16 @@ windows (``window_first``/``window_last``, replayed from the first-stage run: se
 :mod:`rankdistill.teacher.windows`); a pairwise loss then learns only the order of passages whose windows
 met, i.e. what the LLM judged, not the first-stage order it carried along. Passages without windows (cross
 negatives, passages below the teacher's depth) are ordered by their targets against every other passage.
+
+Several candidate sources per query (``sources``, each a first-stage run and its teacher run) are
+:mod:`rankdistill.distillation.sources`: it runs the steps below once per source (or once on the fused runs).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,14 +38,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from rankdistill.data.trec import Qrels, Run, read_run
-from rankdistill.distillation.options import NEGATIVES, PAIRS, TARGETS, BuildConfig, SamplingOptions
+from rankdistill.distillation.options import NEGATIVES, PAIRS, TARGETS, BuildConfig, SamplingOptions, SourceOptions
 from rankdistill.distillation.sampling import SAMPLINGS, cross_negatives, query_rng, rank_target, sample_indices
 from rankdistill.distillation.schema import METADATA_KEY, listwise_lists, read_metadata, read_set, write_set
 from rankdistill.errors import RankdistillError
 
 # the names this module had before it was split (``rankdistill.distillset`` still imports them from here)
 __all__ = [
-    "METADATA_KEY", "NEGATIVES", "PAIRS", "SAMPLINGS", "TARGETS", "BuildConfig", "SamplingOptions", "build",
+    "METADATA_KEY", "NEGATIVES", "PAIRS", "SAMPLINGS", "TARGETS", "BuildConfig", "SamplingOptions", "SourceOptions", "build",
     "build_from_config", "listwise_lists", "query_rng", "rank_target", "read_metadata", "read_set", "sample_indices",
 ]
 
@@ -71,6 +74,8 @@ def build(
     teacher_window: int = 20,
     teacher_stride: int = 10,
     teacher_depth: int = 100,
+    sources: Sequence[Mapping[str, Any] | SourceOptions] | None = None,
+    merge: str = "none",
     split: str = "test",
     fix_encoding: bool = False,
     progress: bool = True,
@@ -87,7 +92,14 @@ def build(
         depth, sample_size, sampling, targets, cross_negatives, pairs: The sampling knobs
             (:class:`~rankdistill.distillation.options.SamplingOptions`).
         negatives, relevant_grade: ``single-relevant``: the run hard negatives come from, the lowest relevant grade.
-        teacher_window, teacher_stride, teacher_depth: ``pairs='compared'``: how the teacher run was made.
+        teacher_window, teacher_stride, teacher_depth: ``pairs='compared'``: how the teacher run was made (with
+            ``sources``: the default of each source that does not set its own).
+        sources: Instead of ``teacher_run``/``first_stage_run``, several candidate sources, each a mapping (or
+            :class:`~rankdistill.distillation.options.SourceOptions`) with ``first_stage_run``, ``teacher_run`` and
+            optionally ``name``, ``teacher_window``, ``teacher_stride``, ``teacher_depth``
+            (:mod:`rankdistill.distillation.sources`).
+        merge: With ``sources``: ``none`` (one list per source and query) or ``rrf`` (one list per query, the
+            teacher runs fused by reciprocal rank).
         seed: Each query's generator derives from it and the query id.
         qids: Only these queries (a list, a comma-separated string or a file with one id a line); default:
             every query of the sampled ranking, in its file order. Queries ``single-relevant`` cannot serve (no
@@ -111,6 +123,9 @@ def build(
             qids=list(qids) if isinstance(qids, list | tuple | set) else qids,
             relevant_grade=relevant_grade, cross_negatives=cross_negatives, pairs=pairs, teacher_window=teacher_window,
             teacher_stride=teacher_stride, teacher_depth=teacher_depth, split=split, fix_encoding=fix_encoding,
+            sources=[s.model_dump() if isinstance(s, SourceOptions) else dict(s) for s in sources]
+            if sources is not None else None,
+            merge=merge,
         )
     except ValidationError as exc:
         raise validation_error(exc, model=BuildConfig) from None
@@ -119,23 +134,59 @@ def build(
 
 def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
     """:func:`build` from validated options (what the CLI calls after merging flags and ``--config``)."""
+    if cfg.sources is not None:
+        from rankdistill.distillation.sources import build_sources
+
+        return build_sources(cfg, progress=progress)
+    inputs = _read_inputs(cfg)
+    part = _sample(cfg, inputs, progress=progress)
+    _attach_passages(part.rows, inputs, part.ranking_source)
+    meta = {
+        "config": json.loads(cfg.model_dump_json()),
+        "sources": {"ranking": part.ranking_source, "targets": part.target_source, "teacher": inputs.teacher_source,
+                    "first_stage": inputs.first_source, "qrels": inputs.qrels_source, "collection": inputs.collection.name},
+        "counts": _stats(part.rows, len(part.qids), part.skipped, cfg.pairs == "compared"),
+    }
+    return write_set(part.rows, cfg.output, meta)
+
+
+# --- the steps --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sampled:
+    """One ranking's rows (passages still None), the queries asked and skipped, and the names of what was read."""
+
+    rows: list[dict[str, Any]]
+    qids: list[str]
+    skipped: list[str]
+    ranking_source: str
+    target_source: str | None
+
+
+Windows = dict[str, dict[str, tuple[int, ...]]]  # qid -> docid -> its teacher-window ranges, flat (first, last, ...)
+
+
+def _sample(cfg: BuildConfig, inputs: _Inputs, progress: bool = True, source: str | None = None,
+            windows: Windows | None = None) -> _Sampled:
+    """Every query's list from ``inputs``; ``source`` names the lists, ``windows`` replaces the replayed ones."""
     from rankdistill.util.progress import track
 
-    inputs = _read_inputs(cfg)
     target_run, target_source = _target_ranking(cfg, inputs)
     ranking, ranking_source = _sampled_ranking(cfg, inputs)
     qids = _queries(cfg, inputs, ranking, ranking_source)
+    if windows is None and cfg.pairs == "compared":
+        windows = _teacher_windows(cfg, qids, inputs)
     maker = _ListMaker(
         cfg, inputs.queries, ranking, inputs.qrels, _positions(inputs.teacher), _positions(inputs.first),
-        _positions(target_run), target_source,
-        windows=_teacher_windows(cfg, qids, inputs) if cfg.pairs == "compared" else {},
+        _positions(target_run), target_source, source=source, windows=windows or {},
         # passages of every query, for cross-query negatives: with few training queries a student can fit each
         # list by passage features alone; a passage that answers another query must score below this query's own
         pool=[docid for q in qids for docid, _ in ranking[q][: cfg.depth]] if cfg.cross_negatives else [],
     )
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for qid in track(qids, "sampling", disable=not progress):
+    for qid in track(qids, "sampling" if source is None else f"sampling {source}", disable=not progress):
         items = maker.rows(qid)
         if items is None:
             skipped.append(qid)
@@ -146,17 +197,7 @@ def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
             f"no query could be sampled: all {len(skipped)} lack a judged-relevant passage (grade >= "
             f"{cfg.relevant_grade}) in the top {cfg.depth} of {ranking_source}"
         )
-    _attach_passages(rows, inputs, ranking_source)
-    meta = {
-        "config": json.loads(cfg.model_dump_json()),
-        "sources": {"ranking": ranking_source, "targets": target_source, "teacher": inputs.teacher_source,
-                    "first_stage": inputs.first_source, "qrels": inputs.qrels_source, "collection": inputs.collection.name},
-        "counts": _stats(rows, len(qids), skipped),
-    }
-    return write_set(rows, cfg.output, meta)
-
-
-# --- the steps --------------------------------------------------------------------------------------------
+    return _Sampled(rows, qids, skipped, ranking_source, target_source)
 
 
 @dataclass
@@ -176,16 +217,16 @@ class _Inputs:
         return self.collection.queries
 
 
-def _read_inputs(cfg: BuildConfig) -> _Inputs:
-    """The runs and the collection; the dataset's scoreddocs stand in for a missing first-stage run."""
+def _read_inputs(cfg: BuildConfig, collection: Any = None) -> _Inputs:
+    """The runs and the collection (read unless given); the dataset's scoreddocs stand in for a missing first stage."""
     from rankdistill.data.collection import load_collection
 
     teacher = read_run(cfg.teacher_run) if cfg.teacher_run else None
     first = read_run(cfg.first_stage_run) if cfg.first_stage_run else None
     if cfg.dataset is None and cfg.queries is None:
         raise RankdistillError("name the queries and passages: dataset (irds:<id> or a folder), or queries and corpus")
-    coll = load_collection(cfg.dataset, queries=cfg.queries, corpus=cfg.corpus, qrels=cfg.qrels, split=cfg.split,
-                           fix_encoding=cfg.fix_encoding)
+    coll = collection or load_collection(cfg.dataset, queries=cfg.queries, corpus=cfg.corpus, qrels=cfg.qrels,
+                                         split=cfg.split, fix_encoding=cfg.fix_encoding)
     qrels = coll.qrels
     qrels_source = str(cfg.qrels) if cfg.qrels else (f"qrels of {coll.name}" if qrels else None)
     first_source = str(cfg.first_stage_run) if cfg.first_stage_run else None
@@ -255,7 +296,7 @@ def _queries(cfg: BuildConfig, inputs: _Inputs, ranking: Run, ranking_source: st
     return qids
 
 
-def _teacher_windows(cfg: BuildConfig, qids: list[str], inputs: _Inputs) -> dict[str, dict[str, tuple[int, int]]]:
+def _teacher_windows(cfg: BuildConfig, qids: list[str], inputs: _Inputs) -> Windows:
     """qid -> docid -> (first, last) teacher window, replayed from the first-stage order (``pairs='compared'``)."""
     from rankdistill.teacher.windows import replay_windows
 
@@ -265,7 +306,7 @@ def _teacher_windows(cfg: BuildConfig, qids: list[str], inputs: _Inputs) -> dict
             "pairs 'compared' needs the teacher run and the first-stage run it re-ranked (teacher_run and "
             "first_stage_run) and targets 'rank' or 'score'"
         )
-    out: dict[str, dict[str, tuple[int, int]]] = {}
+    out: Windows = {}
     failed: list[str] = []
     for qid in qids:
         candidates = [docid for docid, _ in first.get(qid, [])[: cfg.teacher_depth]]
@@ -298,7 +339,8 @@ class _ListMaker:
     first: Positions
     target: Positions
     target_source: str | None
-    windows: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    source: str | None = None
+    windows: Windows = field(default_factory=dict)
     pool: list[str] = field(default_factory=list)
 
     def rows(self, qid: str) -> list[dict[str, Any]] | None:
@@ -336,14 +378,15 @@ class _ListMaker:
     def _row(self, qid: str, docid: str, grades: dict[str, int], order: tuple[int, int]) -> dict[str, Any]:
         t = self.teacher.get(qid, {}).get(docid)
         f = self.first.get(qid, {}).get(docid)
-        w = self.windows.get(qid, {}).get(docid, (None, None))
+        w = self.windows.get(qid, {}).get(docid, ())
         return {
             "qid": qid, "query": self.queries[qid], "docid": docid, "passage": None,
             "target": self._target(qid, docid, grades),
             "teacher_rank": t[0] if t else None, "teacher_score": t[1] if t else None,
             "first_stage_rank": f[0] if f else None, "first_stage_score": f[1] if f else None,
             "relevance": grades.get(docid) if self.qrels is not None else None, "_order": order,
-            "window_first": w[0], "window_last": w[1],
+            "window_first": w[0] if w else None, "window_last": w[1] if w else None,
+            "window_ranges": list(w) if len(w) > 2 else None, "source": self.source,
         }
 
     def _cross_rows(self, qid: str, grades: dict[str, int], items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -355,7 +398,8 @@ class _ListMaker:
         return [
             {"qid": qid, "query": self.queries[qid], "docid": docid, "passage": None, "target": floor,
              "teacher_rank": None, "teacher_score": None, "first_stage_rank": None, "first_stage_score": None,
-             "relevance": None, "_order": (n + i, len(items) + i), "window_first": None, "window_last": None}
+             "relevance": None, "_order": (n + i, len(items) + i), "window_first": None, "window_last": None,
+             "window_ranges": None, "source": self.source}
             for i, docid in enumerate(picked)
         ]
 
@@ -391,17 +435,27 @@ def _qrels_ranking(qrels: Qrels) -> Run:
     return {qid: sorted(((d, float(g)) for d, g in docs.items()), key=lambda x: -x[1]) for qid, docs in qrels.items()}
 
 
-def _stats(rows: list[dict[str, Any]], asked: int, skipped: list[str]) -> dict[str, Any]:
-    lengths = Counter(r["qid"] for r in rows).values()
+def _stats(rows: list[dict[str, Any]], asked: int, skipped: list[str], compared: bool = False) -> dict[str, Any]:
+    """The set's counts: queries, lists (one per query and source), rows, training pairs, targets, judgements."""
+    from rankdistill.teacher.windows import ordered_pairs
+
+    lists: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for r in rows:
+        lists.setdefault((r["qid"], r["source"]), []).append(r)
+    lengths = [len(v) for v in lists.values()]
     tvals = [r["target"] for r in rows]
     grades = Counter("unjudged" if r["relevance"] is None else str(r["relevance"]) for r in rows)
     distinct = Counter(tvals)
+    pairs = sum(ordered_pairs([r["target"] for r in items], [_ranges(r) for r in items] if compared else None)
+                for items in lists.values())
     return {
-        "queries": len(lengths),
+        "queries": len({qid for qid, _ in lists}),
         "queries_asked": asked,
         "skipped_no_relevant": len(skipped),
         "skipped_qids": skipped[:50],
+        "lists": len(lists),
         "rows": len(rows),
+        "pairs": pairs,
         "list_length": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
         "target": {"min": min(tvals), "mean": sum(tvals) / len(tvals), "max": max(tvals), "distinct": len(distinct)},
         "target_counts": {repr(k): v for k, v in sorted(distinct.items(), reverse=True)} if len(distinct) <= 10 else None,
@@ -409,3 +463,10 @@ def _stats(rows: list[dict[str, Any]], asked: int, skipped: list[str]) -> dict[s
         "with_teacher_rank": sum(r["teacher_rank"] is not None for r in rows),
         "with_first_stage_rank": sum(r["first_stage_rank"] is not None for r in rows),
     }
+
+
+def _ranges(row: dict[str, Any]) -> tuple[int, ...]:
+    """A row's teacher-window ranges, flat: ``window_ranges`` when it has several, else its one range, else none."""
+    if row.get("window_ranges"):
+        return tuple(row["window_ranges"])
+    return () if row.get("window_first") is None else (row["window_first"], row["window_last"])
