@@ -11,8 +11,9 @@ score), the first-stage runs likewise fused for ``first_stage_rank`` and single-
 range per source that ranked it, each source's windows numbered after the previous sources' (so ranges of two
 sources never overlap), and two passages are learnt as a pair iff one source's teacher saw them in one window.
 
-Which works better is an empirical question per dataset (``benchmarks/RESULTS.md``): separate lists give the
-loss every teacher decision as it was made; a fused list gives one consistent order that no single LLM call made.
+Both are offered because which trains the better student is not measured yet (``benchmarks/RESULTS.md`` has the
+sets' sizes): separate lists give the loss every teacher decision as it was made, two teachers' disagreements
+included; a fused list gives one order per query, with fewer rows to score per step.
 
 Every source is checked before anything is sampled: its teacher run must be a permutation of the top
 ``teacher_depth`` of its first-stage run for every query, and its passages must be in the corpus; an error
