@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from rankdistill.data.trec import Run
-from rankdistill.distillation.builder import (
+from rankdistill.distillation.lists import (
+    Inputs,
     Windows,
-    _Inputs,
-    _read_inputs,
-    _sample,
-    _sampled_ranking,
-    _stats,
-    _teacher_windows,
+    read_inputs,
+    sample,
+    sampled_ranking,
+    set_stats,
+    teacher_windows,
 )
 from rankdistill.distillation.options import RRF_K, BuildConfig
 from rankdistill.distillation.schema import write_set
@@ -63,18 +63,18 @@ def build_sources(cfg: BuildConfig, progress: bool = True) -> Path:
         windows = _merged_windows(cfg, configs, inputs, qids) if cfg.pairs == "compared" else None
         name = "+".join(s.label for s in cfg.sources)
         merged = cfg.model_copy(update={"sources": None, "merge": "none", "qids": qids})
-        parts = [_sample(merged, fused, progress=progress, source=name, windows=windows)]
+        parts = [sample(merged, fused, progress=progress, source=name, windows=windows)]
     else:
         parts = []
         for i, (c, inp) in enumerate(zip(configs, inputs, strict=True)):
             with _naming(cfg, i):
-                parts.append(_sample(c, inp, progress=progress, source=cfg.sources[i].label))
+                parts.append(sample(c, inp, progress=progress, source=cfg.sources[i].label))
     rows = [row for part in parts for row in part.rows]
     _attach_passages(cfg, rows, inputs)
     skipped = sorted({q for part in parts for q in part.skipped}, key=qids.index)
     compared = cfg.pairs == "compared"
-    counts = _stats(rows, len(qids), skipped, compared)
-    counts["per_source"] = {part.rows[0]["source"]: _stats(part.rows, len(qids), part.skipped, compared)
+    counts = set_stats(rows, len(qids), skipped, compared)
+    counts["per_source"] = {part.rows[0]["source"]: set_stats(part.rows, len(qids), part.skipped, compared)
                             for part in parts}
     meta = {
         "config": json.loads(cfg.model_dump_json()),
@@ -115,7 +115,7 @@ def _naming(cfg: BuildConfig, index: int) -> Iterator[None]:
         raise RankdistillError(f"sources[{index}] ({cfg.sources[index].label}): {exc}") from None
 
 
-def _read_sources(cfg: BuildConfig) -> tuple[list[BuildConfig], list[_Inputs]]:
+def _read_sources(cfg: BuildConfig) -> tuple[list[BuildConfig], list[Inputs]]:
     """Each source's single-source options and inputs; the collection is read once."""
     configs, inputs = [], []
     collection = None
@@ -125,14 +125,14 @@ def _read_sources(cfg: BuildConfig) -> tuple[list[BuildConfig], list[_Inputs]]:
             if not Path(getattr(c, key)).is_file():
                 raise RankdistillError(f"sources[{i}] ({cfg.sources[i].label}).{key}: {getattr(c, key)} does not exist")
         with _naming(cfg, i):
-            inp = _read_inputs(c, collection)
+            inp = read_inputs(c, collection)
         collection = inp.collection
         configs.append(c)
         inputs.append(inp)
     return configs, inputs
 
 
-def _common_queries(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[_Inputs]) -> list[str]:
+def _common_queries(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[Inputs]) -> list[str]:
     """``qids``, else every query some source ranks (in the sources' order); each source must rank all of them."""
     if cfg.qids is not None:
         qids = list(dict.fromkeys(cfg.qids))
@@ -140,7 +140,7 @@ def _common_queries(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[_
         qids = []
         for i, (c, inp) in enumerate(zip(configs, inputs, strict=True)):
             with _naming(cfg, i):
-                qids.extend(_sampled_ranking(c, inp)[0])
+                qids.extend(sampled_ranking(c, inp)[0])
         qids = list(dict.fromkeys(qids))
     for i, inp in enumerate(inputs):
         for run, key in ((inp.first, "first_stage_run"), (inp.teacher, "teacher_run")):
@@ -154,7 +154,7 @@ def _common_queries(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[_
     return qids
 
 
-def _check_permutation(cfg: BuildConfig, inputs: _Inputs, qids: list[str]) -> None:
+def _check_permutation(cfg: BuildConfig, inputs: Inputs, qids: list[str]) -> None:
     """The teacher run re-ranks the first stage's top ``teacher_depth``: per query, the same passages."""
     depth = cfg.teacher_depth
     for qid in qids:
@@ -171,24 +171,24 @@ def _check_permutation(cfg: BuildConfig, inputs: _Inputs, qids: list[str]) -> No
             )
 
 
-def _fused_inputs(cfg: BuildConfig, inputs: list[_Inputs]) -> _Inputs:
+def _fused_inputs(cfg: BuildConfig, inputs: list[Inputs]) -> Inputs:
     """One set of inputs whose teacher and first-stage runs are the sources' fused by reciprocal rank."""
     labels = ", ".join(s.label for s in cfg.sources)
     first = inputs[0]
-    return _Inputs(
+    return Inputs(
         first.collection, fuse_rrf([inp.teacher for inp in inputs]), fuse_rrf([inp.first for inp in inputs]),
         first.qrels, f"the teacher runs of {labels} fused by RRF (k={RRF_K})",
         f"the first-stage runs of {labels} fused by RRF (k={RRF_K})", first.qrels_source,
     )
 
 
-def _merged_windows(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[_Inputs], qids: list[str]) -> Windows:
+def _merged_windows(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[Inputs], qids: list[str]) -> Windows:
     """Every source's replayed windows on one list: its ranges shifted past the previous sources' windows."""
     merged: Windows = {}
     offset = 0
     for i, (c, inp) in enumerate(zip(configs, inputs, strict=True)):
         with _naming(cfg, i):
-            windows = _teacher_windows(c, qids, inp)
+            windows = teacher_windows(c, qids, inp)
         for qid, spans in windows.items():
             target = merged.setdefault(qid, {})
             for docid, (first, last) in spans.items():
@@ -197,7 +197,7 @@ def _merged_windows(cfg: BuildConfig, configs: list[BuildConfig], inputs: list[_
     return merged
 
 
-def _attach_passages(cfg: BuildConfig, rows: list[dict[str, Any]], inputs: list[_Inputs]) -> None:
+def _attach_passages(cfg: BuildConfig, rows: list[dict[str, Any]], inputs: list[Inputs]) -> None:
     """Each row's passage text; an id the corpus lacks is reported with the first source whose runs hold it."""
     corpus = inputs[0].collection.corpus
     if corpus is None:
