@@ -33,7 +33,7 @@ Windows = dict[str, dict[str, tuple[int, ...]]]  # qid -> docid -> its teacher-w
 
 
 def sample(cfg: BuildConfig, inputs: Inputs, progress: bool = True, source: str | None = None,
-            windows: Windows | None = None) -> Sampled:
+           windows: Windows | None = None) -> Sampled:
     """Every query's list from ``inputs``; ``source`` names the lists, ``windows`` replaces the replayed ones."""
     from rankdistill.util.progress import track
 
