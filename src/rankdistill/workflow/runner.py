@@ -353,10 +353,12 @@ def _train_sources(r: _Runner, tcfg: TrainConfig) -> list[_Source]:
 
 def _sources_build(sources: list[_Source], qids: list[str] | None, folder: Path, dry_run: bool) -> list[dict[str, Any]]:
     """``build(sources=...)``: each source's runs cut to ``qids``, with its teacher's window, stride and depth."""
+    def cut(path: Path, kind: str, name: str) -> Path:
+        return path if dry_run else _subset_run(path, qids, folder / f"{kind}.{name}.train.run")
+
     return [
-        {"name": s.name,
-         "first_stage_run": s.first_stage if dry_run else _subset_run(s.first_stage, qids, folder / f"first-stage.{s.name}.train.run"),
-         "teacher_run": s.teacher if dry_run else _subset_run(s.teacher, qids, folder / f"teacher.{s.name}.train.run"),
+        {"name": s.name, "first_stage_run": cut(s.first_stage, "first-stage", s.name),
+         "teacher_run": cut(s.teacher, "teacher", s.name),
          "teacher_window": s.config.window, "teacher_stride": s.config.stride, "teacher_depth": s.config.depth}
         for s in sources
     ]
