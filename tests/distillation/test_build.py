@@ -124,7 +124,8 @@ def test_top_rank_targets_and_schema(coll, tmp_path):
         ("qid", "string"), ("query", "string"), ("docid", "string"), ("passage", "string"), ("target", "double"),
         ("teacher_rank", "int32"), ("teacher_score", "double"), ("first_stage_rank", "int32"),
         ("first_stage_score", "double"), ("relevance", "int32"), ("position", "int32"),
-        ("window_first", "int32"), ("window_last", "int32"),
+        ("window_first", "int32"), ("window_last", "int32"), ("window_ranges", "list<element: int32>"),
+        ("source", "string"),
     ]
     rows = rows_by_qid(out)
     assert list(rows) == ["q1", "q2"]  # grouped, in run order
@@ -134,12 +135,15 @@ def test_top_rank_targets_and_schema(coll, tmp_path):
     assert [r["position"] for r in q1] == [0, 1, 2, 3]
     assert q1[0] == {"qid": "q1", "query": "what is a river", "docid": "p3", "passage": "passage 3", "target": 5.0,
                      "teacher_rank": 1, "teacher_score": 6.0, "first_stage_rank": 3, "first_stage_score": 17.0,
-                     "relevance": 2, "position": 0, "window_first": None, "window_last": None}  # --pairs all
+                     "relevance": 2, "position": 0, "window_first": None, "window_last": None,  # --pairs all
+                     "window_ranges": None, "source": None}  # one source
     assert q1[1]["relevance"] is None and q1[2]["relevance"] == 0  # unjudged is null in the column
     assert [r["docid"] for r in rows["q2"]] == ["p7", "p8", "p1"]  # short list keeps all 3
     meta = read_metadata(out)
     assert meta["config"]["sampling"] == "top" and meta["counts"]["rows"] == 7
     assert meta["counts"]["list_length"] == {"min": 3, "mean": 3.5, "max": 4}
+    # one list per query; distinct targets: 4*3/2 + 3*2/2 ordered pairs with t_i > t_j
+    assert meta["counts"]["lists"] == 2 and meta["counts"]["pairs"] == 6 + 3
     lists = listwise_lists(out, qids=["q2"])
     assert lists == {"query": ["hotel phone"], "docs": [["passage 7", "passage 8", "passage 1"]], "labels": [[5.0, 4.0, 3.0]]}
 

@@ -28,7 +28,7 @@ from rankdistill.errors import RankdistillError
 def test_written_and_read_back_with_its_metadata(tmp_path):
     row = {"qid": "q1", "query": "q", "docid": "d1", "passage": "p", "target": 2.0, "teacher_rank": 1,
            "teacher_score": 0.5, "first_stage_rank": 3, "first_stage_score": 1.5, "relevance": None, "position": 0,
-           "window_first": 0, "window_last": 1}
+           "window_first": 0, "window_last": 1, "window_ranges": [0, 1, 9, 10], "source": "bm25"}
     path = write_distillation_set([row], tmp_path / "s.parquet", {"counts": {"rows": 1}})
     assert pq.read_schema(path).remove_metadata() == arrow_schema()
     assert read_set(path).to_pylist() == [row]
@@ -42,6 +42,7 @@ def test_an_old_set_without_windows_reads_with_null_windows(tmp_path):
     assert table.column_names == list(COLUMN_NAMES)
     assert table["window_first"].null_count == table.num_rows and table["window_last"].type == pa.int32()
     assert read_set(path, columns=("qid", *WINDOW_COLUMNS)).column_names == ["qid", *WINDOW_COLUMNS]
+    assert table["source"].null_count == table["window_ranges"].null_count == table.num_rows  # one source, no ranges
     lists = listwise_lists(path, qids=["q1"])
     assert lists["labels"] == [[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]] and len(lists["docs"][0]) == 8
     with pytest.raises(RankdistillError, match="old.parquet: not a rankdistill distillation set"):

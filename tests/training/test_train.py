@@ -208,7 +208,7 @@ def test_separate_truncation(tiny):
     assert joint == 291 and joint > len(ce.preprocess([(q2, p2)])["input_ids"][0])
     # training data goes through the same cut
     ds, stats = load_listwise([tiny["data"]], tok, 2, 3)
-    assert stats == {"queries": 6, "pairs": 48, "max_list": 8, "teacher_pairs": "all"}  # no windows in the set
+    assert stats == {"queries": 6, "lists": 6, "pairs": 48, "max_list": 8, "teacher_pairs": "all"}  # no windows in the set
     assert ds[0]["query"] == "what is" and ds[0]["docs"][0] == "good water river"
     assert ds[0]["labels"] == [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
 

@@ -61,7 +61,11 @@ def _count_lines(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
     lines = [
         ("queries", f"{stats['queries']} of {stats['queries_asked']}"
          + (f" ({stats['skipped_no_relevant']} skipped: no relevant passage)" if stats["skipped_no_relevant"] else "")),
+        *([("lists", str(stats["lists"]))] if "lists" in stats else []),
         ("rows", str(stats["rows"])),
+        *([("training pairs", str(stats["pairs"]))] if "pairs" in stats else []),
+        *((f"source {name}", f"{c['lists']} lists, {c['rows']} rows, {c['pairs']} pairs")
+          for name, c in (stats.get("per_source") or {}).items()),
         ("list length", f"min {ll['min']}  mean {ll['mean']:.1f}  max {ll['max']}"),
         ("target", f"min {tg['min']:g}  mean {tg['mean']:.3g}  max {tg['max']:g}  ({tg['distinct']} distinct)"),
     ]

@@ -35,8 +35,15 @@ HELP = (
     "window (replayed from the first-stage run with --teacher-window/--teacher-stride/--teacher-depth); all = every "
     "ordered pair of the targets.\n\n"
     "--config FILE.yaml sets the same options (keys are the option names, with '-' or '_'; relative paths are "
-    "relative to the YAML file); flags given on the command line win over the file."
+    "relative to the YAML file); flags given on the command line win over the file.\n\n"
+    "Several candidate sources per query (e.g. BM25 and SPLADE lists, each re-ranked by the LLM): instead of "
+    "--teacher-run/--first-stage-run give --source once per source, "
+    "'name=bm25,first_stage_run=bm25.run,teacher_run=llm-bm25.run[,teacher_window=20,teacher_stride=10,"
+    "teacher_depth=100]', or a 'sources:' list of such mappings in --config. --merge none gives one list per source "
+    "and query; --merge rrf one list per query, the teacher runs fused by reciprocal rank (k=60)."
 )
+
+SOURCE_PATH_KEYS = ("first_stage_run", "teacher_run")
 
 
 def build_command(
@@ -63,6 +70,8 @@ def build_command(
     teacher_depth: Annotated[int, typer.Option("--teacher-depth", help="--pairs compared: first-stage candidates the teacher ranked.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed; each query's generator derives from it and the query id.")] = 0,
     qids: Annotated[Optional[str], typer.Option("--qids", help="Only these queries: comma-separated ids, or a file with one id a line.")] = None,
+    sources: Annotated[Optional[list[str]], typer.Option("--source", help="A candidate source, 'name=N,first_stage_run=F,teacher_run=T[,teacher_window=W,teacher_stride=S,teacher_depth=D]'; repeat for each (instead of --teacher-run/--first-stage-run).")] = None,
+    merge: Annotated[str, typer.Option("--merge", help="none | rrf: with sources, one list per source and query, or one list per query fused by reciprocal rank.")] = "none",
     config: ConfigOpt = None,
 ) -> None:
     from rich.console import Console
@@ -71,8 +80,10 @@ def build_command(
     from rankdistill.distillation.builder import build_from_config, read_metadata
 
     flags = {name: value for name, value in ctx.params.items() if name != "config"}
+    flags["sources"] = _parse_sources(sources) if sources else None
     values = merge_config(ctx, config, flags, PATH_KEYS)
     _qids_file_relative_to_config(ctx, config, values)
+    _source_paths_relative_to_config(ctx, config, values)
     path = build_from_config(_validate(values, config))
     Console().print(distillation_set_table(path, read_metadata(path)["counts"]))
 
@@ -91,7 +102,9 @@ def _validate(values: dict[str, Any], config: Path | None):
         problems = []
         for error in exc.errors():
             problem = describe_error(error, BuildConfig)
-            if error["type"] == "missing":
+            if error["type"] == "missing" and error["loc"][0] == "sources":
+                problem += " (give it in --source or in the --config file's sources list)"
+            elif error["type"] == "missing":
                 flag = "--" + str(error["loc"][0]).replace("_", "-")
                 problem += f" (give {flag} or set '{error['loc'][0]}' in the --config file)"
             problems.append(problem)
@@ -108,6 +121,43 @@ def _qids_file_relative_to_config(ctx: typer.Context, config: Path | None, value
         base = config.resolve().parent
         if (base / qids).is_file():
             values["qids"] = resolve_path(qids, base)
+
+
+def _parse_sources(specs: list[str]) -> list[dict[str, str]]:
+    """``--source 'name=bm25,first_stage_run=a.run,teacher_run=b.run'`` -> one mapping per flag ('-' or '_' in keys)."""
+    from rankdistill.errors import RankdistillError
+
+    parsed = []
+    for i, spec in enumerate(specs):
+        entry: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise RankdistillError(
+                    f"--source #{i + 1} {spec!r}: {part!r} is not key=value; write "
+                    "'name=bm25,first_stage_run=bm25.run,teacher_run=teacher.run'"
+                )
+            entry[key.strip().replace("-", "_")] = value.strip()
+        parsed.append(entry)
+    return parsed
+
+
+def _source_paths_relative_to_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> None:
+    """Runs named in the file's ``sources:`` list are relative to the YAML file (those of --source to the cwd)."""
+    from rankdistill.util.config import resolve_path
+
+    explicit = getattr(ctx.get_parameter_source("sources"), "name", None) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+    sources = values.get("sources")
+    if not isinstance(sources, list):
+        return
+    base = config.resolve().parent if config is not None and not explicit else None
+    for i, entry in enumerate(sources):
+        if not isinstance(entry, dict):
+            continue
+        entry = sources[i] = {str(key).replace("-", "_"): value for key, value in entry.items()}
+        for key in SOURCE_PATH_KEYS:
+            if base is not None and isinstance(entry.get(key), str | Path):
+                entry[key] = resolve_path(entry[key], base)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,8 @@
 
 The options are :mod:`rankdistill.distillation.options`, the sampling strategies
 :mod:`rankdistill.distillation.sampling`, the parquet file :mod:`rankdistill.distillation.schema`; this module
-reads the inputs, makes each query's list and writes the set, one step per function.
+reads the inputs, makes each query's list and writes the set, one step per function (the steps are
+:mod:`rankdistill.distillation.lists`).
 
 Which ranking is sampled:
 - ``single-relevant``: the ranking named by ``negatives`` (the first-stage run by default, as in the
@@ -21,33 +22,31 @@ windows (``window_first``/``window_last``, replayed from the first-stage run: se
 :mod:`rankdistill.teacher.windows`); a pairwise loss then learns only the order of passages whose windows
 met, i.e. what the LLM judged, not the first-stage order it carried along. Passages without windows (cross
 negatives, passages below the teacher's depth) are ordered by their targets against every other passage.
+
+Several candidate sources per query (``sources``, each a first-stage run and its teacher run) are
+:mod:`rankdistill.distillation.sources`: it runs the steps once per source (or once on the fused runs).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from rankdistill.data.trec import Qrels, Run, read_run
-from rankdistill.distillation.options import NEGATIVES, PAIRS, TARGETS, BuildConfig, SamplingOptions
-from rankdistill.distillation.sampling import SAMPLINGS, cross_negatives, query_rng, rank_target, sample_indices
+from rankdistill.distillation.lists import attach_passages, read_inputs, sample, set_stats
+from rankdistill.distillation.options import NEGATIVES, PAIRS, TARGETS, BuildConfig, SamplingOptions, SourceOptions
+from rankdistill.distillation.sampling import SAMPLINGS, query_rng, rank_target, sample_indices
 from rankdistill.distillation.schema import METADATA_KEY, listwise_lists, read_metadata, read_set, write_set
-from rankdistill.errors import RankdistillError
+from rankdistill.distillation.sources import build_sources
 
 # the names this module had before it was split (``rankdistill.distillset`` still imports them from here)
 __all__ = [
-    "METADATA_KEY", "NEGATIVES", "PAIRS", "SAMPLINGS", "TARGETS", "BuildConfig", "SamplingOptions", "build",
+    "METADATA_KEY", "NEGATIVES", "PAIRS", "SAMPLINGS", "TARGETS", "BuildConfig", "SamplingOptions", "SourceOptions", "build",
     "build_from_config", "listwise_lists", "query_rng", "rank_target", "read_metadata", "read_set", "sample_indices",
 ]
-
-Positions = dict[str, dict[str, tuple[int, float]]]  # qid -> docid -> (1-based rank, score)
-
 
 def build(
     *,
@@ -71,6 +70,8 @@ def build(
     teacher_window: int = 20,
     teacher_stride: int = 10,
     teacher_depth: int = 100,
+    sources: Sequence[Mapping[str, Any] | SourceOptions] | None = None,
+    merge: str = "none",
     split: str = "test",
     fix_encoding: bool = False,
     progress: bool = True,
@@ -87,7 +88,14 @@ def build(
         depth, sample_size, sampling, targets, cross_negatives, pairs: The sampling knobs
             (:class:`~rankdistill.distillation.options.SamplingOptions`).
         negatives, relevant_grade: ``single-relevant``: the run hard negatives come from, the lowest relevant grade.
-        teacher_window, teacher_stride, teacher_depth: ``pairs='compared'``: how the teacher run was made.
+        teacher_window, teacher_stride, teacher_depth: ``pairs='compared'``: how the teacher run was made (with
+            ``sources``: the default of each source that does not set its own).
+        sources: Instead of ``teacher_run``/``first_stage_run``, several candidate sources, each a mapping (or
+            :class:`~rankdistill.distillation.options.SourceOptions`) with ``first_stage_run``, ``teacher_run`` and
+            optionally ``name``, ``teacher_window``, ``teacher_stride``, ``teacher_depth``
+            (:mod:`rankdistill.distillation.sources`).
+        merge: With ``sources``: ``none`` (one list per source and query) or ``rrf`` (one list per query, the
+            teacher runs fused by reciprocal rank).
         seed: Each query's generator derives from it and the query id.
         qids: Only these queries (a list, a comma-separated string or a file with one id a line); default:
             every query of the sampled ranking, in its file order. Queries ``single-relevant`` cannot serve (no
@@ -111,6 +119,9 @@ def build(
             qids=list(qids) if isinstance(qids, list | tuple | set) else qids,
             relevant_grade=relevant_grade, cross_negatives=cross_negatives, pairs=pairs, teacher_window=teacher_window,
             teacher_stride=teacher_stride, teacher_depth=teacher_depth, split=split, fix_encoding=fix_encoding,
+            sources=[s.model_dump() if isinstance(s, SourceOptions) else dict(s) for s in sources]
+            if sources is not None else None,
+            merge=merge,
         )
     except ValidationError as exc:
         raise validation_error(exc, model=BuildConfig) from None
@@ -119,293 +130,15 @@ def build(
 
 def build_from_config(cfg: BuildConfig, progress: bool = True) -> Path:
     """:func:`build` from validated options (what the CLI calls after merging flags and ``--config``)."""
-    from rankdistill.util.progress import track
-
-    inputs = _read_inputs(cfg)
-    target_run, target_source = _target_ranking(cfg, inputs)
-    ranking, ranking_source = _sampled_ranking(cfg, inputs)
-    qids = _queries(cfg, inputs, ranking, ranking_source)
-    maker = _ListMaker(
-        cfg, inputs.queries, ranking, inputs.qrels, _positions(inputs.teacher), _positions(inputs.first),
-        _positions(target_run), target_source,
-        windows=_teacher_windows(cfg, qids, inputs) if cfg.pairs == "compared" else {},
-        # passages of every query, for cross-query negatives: with few training queries a student can fit each
-        # list by passage features alone; a passage that answers another query must score below this query's own
-        pool=[docid for q in qids for docid, _ in ranking[q][: cfg.depth]] if cfg.cross_negatives else [],
-    )
-    rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    for qid in track(qids, "sampling", disable=not progress):
-        items = maker.rows(qid)
-        if items is None:
-            skipped.append(qid)
-        else:
-            rows.extend(items)
-    if not rows:
-        raise RankdistillError(
-            f"no query could be sampled: all {len(skipped)} lack a judged-relevant passage (grade >= "
-            f"{cfg.relevant_grade}) in the top {cfg.depth} of {ranking_source}"
-        )
-    _attach_passages(rows, inputs, ranking_source)
+    if cfg.sources is not None:
+        return build_sources(cfg, progress=progress)
+    inputs = read_inputs(cfg)
+    part = sample(cfg, inputs, progress=progress)
+    attach_passages(part.rows, inputs, part.ranking_source)
     meta = {
         "config": json.loads(cfg.model_dump_json()),
-        "sources": {"ranking": ranking_source, "targets": target_source, "teacher": inputs.teacher_source,
+        "sources": {"ranking": part.ranking_source, "targets": part.target_source, "teacher": inputs.teacher_source,
                     "first_stage": inputs.first_source, "qrels": inputs.qrels_source, "collection": inputs.collection.name},
-        "counts": _stats(rows, len(qids), skipped),
+        "counts": set_stats(part.rows, len(part.qids), part.skipped, cfg.pairs == "compared"),
     }
-    return write_set(rows, cfg.output, meta)
-
-
-# --- the steps --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Inputs:
-    """What one build reads, each with the name its errors use."""
-
-    collection: Any  # rankdistill.data.collection.Collection
-    teacher: Run | None
-    first: Run | None
-    qrels: Qrels | None
-    teacher_source: str | None
-    first_source: str | None
-    qrels_source: str | None
-
-    @property
-    def queries(self) -> dict[str, str]:
-        return self.collection.queries
-
-
-def _read_inputs(cfg: BuildConfig) -> _Inputs:
-    """The runs and the collection; the dataset's scoreddocs stand in for a missing first-stage run."""
-    from rankdistill.data.collection import load_collection
-
-    teacher = read_run(cfg.teacher_run) if cfg.teacher_run else None
-    first = read_run(cfg.first_stage_run) if cfg.first_stage_run else None
-    if cfg.dataset is None and cfg.queries is None:
-        raise RankdistillError("name the queries and passages: dataset (irds:<id> or a folder), or queries and corpus")
-    coll = load_collection(cfg.dataset, queries=cfg.queries, corpus=cfg.corpus, qrels=cfg.qrels, split=cfg.split,
-                           fix_encoding=cfg.fix_encoding)
-    qrels = coll.qrels
-    qrels_source = str(cfg.qrels) if cfg.qrels else (f"qrels of {coll.name}" if qrels else None)
-    first_source = str(cfg.first_stage_run) if cfg.first_stage_run else None
-    if first is None and coll.scoreddocs:
-        first, first_source = coll.scoreddocs, f"scoreddocs of {coll.name}"
-    teacher_source = str(cfg.teacher_run) if cfg.teacher_run else None
-    return _Inputs(coll, teacher, first, qrels, teacher_source, first_source, qrels_source)
-
-
-def _target_ranking(cfg: BuildConfig, inputs: _Inputs) -> tuple[Run | None, str | None]:
-    """The ranking ``rank``/``score`` targets come from (None for ``relevance``), and its name."""
-    if cfg.targets in ("rank", "score"):
-        if inputs.teacher is not None:
-            return inputs.teacher, inputs.teacher_source
-        if inputs.first is None:
-            raise RankdistillError(
-                f"targets {cfg.targets!r} needs a ranking: give teacher_run (or first_stage_run); "
-                "with only qrels use targets 'relevance'"
-            )
-        return inputs.first, inputs.first_source
-    if inputs.qrels is None:
-        raise RankdistillError("targets 'relevance' needs qrels: give qrels (a file) or a dataset with qrels")
-    return None, inputs.qrels_source
-
-
-def _sampled_ranking(cfg: BuildConfig, inputs: _Inputs) -> tuple[Run, str]:
-    """The ranking whose top ``depth`` is sampled, and its name."""
-    if cfg.sampling == "single-relevant":
-        if inputs.qrels is None:
-            raise RankdistillError(
-                "sampling 'single-relevant' needs qrels to find the relevant passage: give qrels (a file)"
-            )
-        if cfg.negatives == "first-stage":
-            ranking, source, param, other = inputs.first, inputs.first_source, "first_stage_run", "teacher"
-        else:
-            ranking, source, param, other = inputs.teacher, inputs.teacher_source, "teacher_run", "first-stage"
-        if ranking is None:
-            raise RankdistillError(
-                f"sampling 'single-relevant' draws hard negatives from the {cfg.negatives} run: give {param} "
-                f"or set negatives {other!r}"
-            )
-        return ranking, source
-    if inputs.teacher is not None:
-        return inputs.teacher, inputs.teacher_source
-    if inputs.first is not None:
-        return inputs.first, inputs.first_source
-    if inputs.qrels is not None:
-        return _qrels_ranking(inputs.qrels), f"judged passages of {inputs.qrels_source}"
-    raise RankdistillError("nothing to learn from: give teacher_run, first_stage_run or qrels")
-
-
-def _queries(cfg: BuildConfig, inputs: _Inputs, ranking: Run, ranking_source: str) -> list[str]:
-    """``qids`` (else the ranking's queries), each with a text and candidates."""
-    qids = list(dict.fromkeys(cfg.qids)) if cfg.qids is not None else list(ranking)
-    no_text = [q for q in qids if not (inputs.queries.get(q) or "").strip()]
-    if no_text:
-        raise RankdistillError(
-            f"{len(no_text)} query id(s) have no text in {cfg.queries or inputs.collection.name}, e.g. {no_text[:5]}; "
-            "the runs and the queries must come from the same collection (or restrict qids)"
-        )
-    no_candidates = [q for q in qids if not ranking.get(q)]
-    if no_candidates:
-        raise RankdistillError(
-            f"{len(no_candidates)} query id(s) have no candidates in {ranking_source}, e.g. {no_candidates[:5]}; "
-            "restrict qids or use a ranking that covers them"
-        )
-    return qids
-
-
-def _teacher_windows(cfg: BuildConfig, qids: list[str], inputs: _Inputs) -> dict[str, dict[str, tuple[int, int]]]:
-    """qid -> docid -> (first, last) teacher window, replayed from the first-stage order (``pairs='compared'``)."""
-    from rankdistill.teacher.windows import replay_windows
-
-    teacher, first = inputs.teacher, inputs.first
-    if cfg.targets not in ("rank", "score") or teacher is None or first is None:
-        raise RankdistillError(
-            "pairs 'compared' needs the teacher run and the first-stage run it re-ranked (teacher_run and "
-            "first_stage_run) and targets 'rank' or 'score'"
-        )
-    out: dict[str, dict[str, tuple[int, int]]] = {}
-    failed: list[str] = []
-    for qid in qids:
-        candidates = [docid for docid, _ in first.get(qid, [])[: cfg.teacher_depth]]
-        among = set(candidates)
-        ranked = [docid for docid, _ in teacher.get(qid, []) if docid in among]
-        spans = replay_windows(candidates, ranked, cfg.teacher_window, cfg.teacher_stride)
-        if spans is None:
-            failed.append(qid)
-        else:
-            out[qid] = spans
-    if failed:
-        raise RankdistillError(
-            f"pairs 'compared': for {len(failed)} of {len(qids)} queries (e.g. {failed[:5]}) {inputs.teacher_source} is "
-            f"not a sliding-window re-ranking (window {cfg.teacher_window}, stride {cfg.teacher_stride}, bottom to top) "
-            f"of the top {cfg.teacher_depth} of {inputs.first_source}; give the teacher's teacher_window/teacher_stride/"
-            "teacher_depth, or use pairs 'all'"
-        )
-    return out
-
-
-@dataclass
-class _ListMaker:
-    """Makes one query's rows: sample, attach targets and the other columns, add cross negatives, order."""
-
-    cfg: BuildConfig
-    queries: dict[str, str]
-    ranking: Run
-    qrels: Qrels | None
-    teacher: Positions
-    first: Positions
-    target: Positions
-    target_source: str | None
-    windows: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
-    pool: list[str] = field(default_factory=list)
-
-    def rows(self, qid: str) -> list[dict[str, Any]] | None:
-        """The query's rows in ``position`` order (passages still None); None when its sampling finds nothing."""
-        cfg = self.cfg
-        candidates = [docid for docid, _ in self.ranking[qid][: cfg.depth]]
-        grades = (self.qrels or {}).get(qid, {})
-        relevant = [d in grades and grades[d] >= cfg.relevant_grade for d in candidates]
-        chosen = sample_indices(len(candidates), cfg.sample_size, cfg.sampling, query_rng(cfg.seed, qid), relevant)
-        if chosen is None:
-            return None
-        items = [self._row(qid, candidates[idx], grades, (idx, order)) for order, idx in enumerate(chosen)]
-        if cfg.cross_negatives:
-            items += self._cross_rows(qid, grades, items, len(candidates))
-        # target descending, ties in the sampled ranking's order
-        items.sort(key=lambda r: (-r["target"], r["_order"]))
-        for position, item in enumerate(items):
-            item["position"] = position
-            del item["_order"]
-        return items
-
-    def _target(self, qid: str, docid: str, grades: dict[str, int]) -> float:
-        if self.cfg.targets == "relevance":
-            return float(grades.get(docid, 0))
-        hit = self.target.get(qid, {}).get(docid)
-        if self.cfg.targets == "rank":
-            return rank_target(hit[0] if hit else None, self.cfg.depth)
-        if hit is None:
-            raise RankdistillError(
-                f"targets 'score': passage {docid!r} of query {qid!r} has no score in {self.target_source}; "
-                "use targets 'rank' or a ranking that scores every sampled passage"
-            )
-        return float(hit[1])
-
-    def _row(self, qid: str, docid: str, grades: dict[str, int], order: tuple[int, int]) -> dict[str, Any]:
-        t = self.teacher.get(qid, {}).get(docid)
-        f = self.first.get(qid, {}).get(docid)
-        w = self.windows.get(qid, {}).get(docid, (None, None))
-        return {
-            "qid": qid, "query": self.queries[qid], "docid": docid, "passage": None,
-            "target": self._target(qid, docid, grades),
-            "teacher_rank": t[0] if t else None, "teacher_score": t[1] if t else None,
-            "first_stage_rank": f[0] if f else None, "first_stage_score": f[1] if f else None,
-            "relevance": grades.get(docid) if self.qrels is not None else None, "_order": order,
-            "window_first": w[0], "window_last": w[1],
-        }
-
-    def _cross_rows(self, qid: str, grades: dict[str, int], items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-        """Passages of other queries, one below the lowest own target (0 for relevance targets)."""
-        cfg = self.cfg
-        own = {docid for docid, _ in self.ranking[qid]} | set(grades)
-        floor = 0.0 if cfg.targets == "relevance" else min(r["target"] for r in items) - 1.0
-        picked = cross_negatives(self.pool, own, cfg.cross_negatives, query_rng(cfg.seed + 1, qid))
-        return [
-            {"qid": qid, "query": self.queries[qid], "docid": docid, "passage": None, "target": floor,
-             "teacher_rank": None, "teacher_score": None, "first_stage_rank": None, "first_stage_score": None,
-             "relevance": None, "_order": (n + i, len(items) + i), "window_first": None, "window_last": None}
-            for i, docid in enumerate(picked)
-        ]
-
-
-def _attach_passages(rows: list[dict[str, Any]], inputs: _Inputs, ranking_source: str) -> None:
-    """Fill in each row's passage text from the corpus (every id must be there)."""
-    corpus = inputs.collection.corpus
-    if corpus is None:
-        raise RankdistillError(
-            f"collection {inputs.collection.name} has no corpus: give corpus (a file) or a dataset with passages"
-        )
-    wanted = list(dict.fromkeys(r["docid"] for r in rows))
-    texts = corpus.get_many(wanted)
-    missing = [d for d in wanted if d not in texts]
-    if missing:
-        raise RankdistillError(
-            f"{len(missing)} candidate id(s) from {ranking_source} are not in the corpus {corpus.name}, "
-            f"e.g. {missing[:5]}; the runs and the corpus must come from the same collection"
-        )
-    for row in rows:
-        row["passage"] = texts[row["docid"]]
-
-
-def _positions(run: Run | None) -> Positions:
-    """qid -> docid -> (1-based rank, score) for fast lookups."""
-    if run is None:
-        return {}
-    return {qid: {docid: (i + 1, score) for i, (docid, score) in enumerate(ranked)} for qid, ranked in run.items()}
-
-
-def _qrels_ranking(qrels: Qrels) -> Run:
-    # judged passages, best grade first (stable: file order within a grade)
-    return {qid: sorted(((d, float(g)) for d, g in docs.items()), key=lambda x: -x[1]) for qid, docs in qrels.items()}
-
-
-def _stats(rows: list[dict[str, Any]], asked: int, skipped: list[str]) -> dict[str, Any]:
-    lengths = Counter(r["qid"] for r in rows).values()
-    tvals = [r["target"] for r in rows]
-    grades = Counter("unjudged" if r["relevance"] is None else str(r["relevance"]) for r in rows)
-    distinct = Counter(tvals)
-    return {
-        "queries": len(lengths),
-        "queries_asked": asked,
-        "skipped_no_relevant": len(skipped),
-        "skipped_qids": skipped[:50],
-        "rows": len(rows),
-        "list_length": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
-        "target": {"min": min(tvals), "mean": sum(tvals) / len(tvals), "max": max(tvals), "distinct": len(distinct)},
-        "target_counts": {repr(k): v for k, v in sorted(distinct.items(), reverse=True)} if len(distinct) <= 10 else None,
-        "relevance_counts": dict(sorted(grades.items())),
-        "with_teacher_rank": sum(r["teacher_rank"] is not None for r in rows),
-        "with_first_stage_rank": sum(r["first_stage_rank"] is not None for r in rows),
-    }
+    return write_set(part.rows, cfg.output, meta)

@@ -6,9 +6,16 @@ target descending). ``COLUMNS`` is the contract between ``rankdistill build`` an
 (training, notebooks); the parquet key-value metadata under ``METADATA_KEY`` holds the build config, the sources
 and the counts as JSON.
 
-Sets written before ``pairs: compared`` existed have no window columns: the reader gives them as nulls, which
-means "no window" (every pair is learnt). Only ``REQUIRED_COLUMNS`` must be present for a file to be read, so a
-set written by another tool with those columns trains too.
+A set built from several candidate sources (``sources``) holds one list per (query, source): ``source`` names it
+and ``position`` restarts at 0 in each; a list is the rows of one (qid, source), a single-source set's ``source``
+is null. A fused list (``merge: rrf``) may give a passage several teacher-window ranges, one per source that ranked
+it: ``window_ranges`` then holds all of them, flattened ``[first, last, first, last, ...]``, with each source's
+windows numbered apart from the others' (so ranges of two sources never overlap), and ``window_first``/
+``window_last`` its first range; a passage with one range or none leaves ``window_ranges`` null.
+
+Sets written before ``pairs: compared`` or ``sources`` existed lack those columns: the reader gives them as nulls,
+which means "no window" (every pair is learnt) and "one source". Only ``REQUIRED_COLUMNS`` must be present for a
+file to be read, so a set written by another tool with those columns trains too.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ METADATA_KEY = b"rankdistill"
 
 class Column(NamedTuple):
     name: str
-    type: str  # a pyarrow type name: string, float64, int32
+    type: str  # a pyarrow type name: string, float64, int32, or list<int32>
     nullable: bool
     doc: str
 
@@ -45,18 +52,32 @@ COLUMNS: tuple[Column, ...] = (
     # pairs 'compared': the first and last teacher window that held the passage (0 = the first, bottom one)
     Column("window_first", "int32", True, "first teacher window holding the passage (null: none)"),
     Column("window_last", "int32", True, "last teacher window holding the passage (null: none)"),
+    Column("window_ranges", "list<int32>", True, "every (first, last) window range, flattened, when there are "
+                                                 "several (a fused list; null: window_first/window_last say it)"),
+    Column("source", "string", True, "the candidate source the list comes from (null: a single-source set)"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 REQUIRED_COLUMNS = ("qid", "query", "passage", "target", "position")  # what a student trains on
 WINDOW_COLUMNS = ("window_first", "window_last")  # absent from sets built before pairs 'compared'
+OPTIONAL_COLUMNS = (*WINDOW_COLUMNS, "window_ranges", "source")  # absent from older sets: read as nulls
+LIST_KEY = ("qid", "source")  # the columns that name a list
 _TYPES = {c.name: c.type for c in COLUMNS}
+
+
+def _arrow_type(name: str):
+    """A pyarrow type from its ``COLUMNS`` name (``type_for_alias`` knows no list types)."""
+    import pyarrow as pa
+
+    if name.startswith("list<") and name.endswith(">"):
+        return pa.list_(_arrow_type(name[5:-1]))
+    return pa.type_for_alias(name)
 
 
 def arrow_schema(metadata: Mapping[str, Any] | None = None):
     """The pyarrow schema of a set, with ``metadata`` as JSON under ``METADATA_KEY``."""
     import pyarrow as pa
 
-    schema = pa.schema([pa.field(c.name, pa.type_for_alias(c.type), nullable=c.nullable) for c in COLUMNS])
+    schema = pa.schema([pa.field(c.name, _arrow_type(c.type), nullable=c.nullable) for c in COLUMNS])
     if metadata is not None:
         schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata).encode("utf-8")})
     return schema
@@ -103,8 +124,8 @@ def read_set(path: str | Path, qids: Iterable[str] | None = None, columns: Itera
     Args:
         path: The parquet file.
         qids: Only these queries (all when None).
-        columns: Only these columns, in this order (all the file holds when None). Window columns a file lacks
-            come back as nulls.
+        columns: Only these columns, in this order (all the file holds when None). ``OPTIONAL_COLUMNS`` a file
+            lacks come back as nulls.
 
     Returns:
         A ``pyarrow.Table`` with the contract's column types.
@@ -118,14 +139,14 @@ def read_set(path: str | Path, qids: Iterable[str] | None = None, columns: Itera
     import pyarrow.parquet as pq
 
     names = _schema(path).names
-    wanted = list(dict.fromkeys(columns)) if columns is not None else [*names, *(c for c in WINDOW_COLUMNS if c not in names)]
-    missing = [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *wanted]) if c not in names and c not in WINDOW_COLUMNS]
+    wanted = list(dict.fromkeys(columns)) if columns is not None else [*names, *(c for c in OPTIONAL_COLUMNS if c not in names)]
+    missing = [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *wanted]) if c not in names and c not in OPTIONAL_COLUMNS]
     if missing:
         raise RankdistillError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `rankdistill build`")
     table = pq.read_table(path, columns=[c for c in wanted if c in names])
     for name in wanted:
-        if name not in table.column_names:  # a window column of an older set
-            kind = pa.type_for_alias(_TYPES[name])
+        if name not in table.column_names:  # an optional column of an older set
+            kind = _arrow_type(_TYPES[name])
             table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
     table = _contract_types(table.select(wanted), path)
     if qids is not None:
@@ -134,7 +155,7 @@ def read_set(path: str | Path, qids: Iterable[str] | None = None, columns: Itera
 
 
 def listwise_lists(path: str | Path, qids: Iterable[str] | None = None, column: str = "target") -> dict[str, list]:
-    """Columns ``query``, ``docs``, ``labels`` (one row per query, lists in ``position`` order).
+    """Columns ``query``, ``docs``, ``labels`` (one row per list, i.e. per (query, source), in ``position`` order).
 
     This is the input sentence-transformers' listwise losses expect: wrap it in
     ``datasets.Dataset.from_dict`` — keep the columns in this order and add no other (the collator
@@ -142,21 +163,23 @@ def listwise_lists(path: str | Path, qids: Iterable[str] | None = None, column: 
 
     Raises:
         RankdistillError: The file is not a set (see :func:`read_set`) or a
-            query's rows are out of ``position`` order.
+            list's rows are out of ``position`` order.
     """
-    table = read_set(path, qids, columns=("qid", "query", "passage", "position", column)).to_pydict()
+    table = read_set(path, qids, columns=(*LIST_KEY, "query", "passage", "position", column)).to_pydict()
     out: dict[str, list] = {"query": [], "docs": [], "labels": []}
-    index: dict[str, int] = {}
-    for qid, query, passage, pos, value in zip(table["qid"], table["query"], table["passage"], table["position"],
-                                               table[column], strict=True):
-        if qid not in index:
-            index[qid] = len(out["query"])
+    index: dict[tuple[str, str | None], int] = {}
+    for qid, source, query, passage, pos, value in zip(table["qid"], table["source"], table["query"], table["passage"],
+                                                       table["position"], table[column], strict=True):
+        key = (qid, source)
+        if key not in index:
+            index[key] = len(out["query"])
             out["query"].append(query)
             out["docs"].append([])
             out["labels"].append([])
-        i = index[qid]
+        i = index[key]
         if pos != len(out["docs"][i]):
-            raise RankdistillError(f"{path}: query {qid!r} rows are not in position order")
+            where = f"query {qid!r}" + (f" of source {source!r}" if source is not None else "")
+            raise RankdistillError(f"{path}: {where} rows are not in position order")
         out["docs"][i].append(passage)
         out["labels"][i].append(float(0 if value is None else value))
     return out
@@ -179,10 +202,11 @@ def _contract_types(table, path: str | Path):
 
     for i, field in enumerate(table.schema):
         wanted = _TYPES.get(field.name)
-        if wanted is None or field.type == pa.type_for_alias(wanted):
+        if wanted is None or field.type == _arrow_type(wanted):
             continue
         try:
-            table = table.set_column(i, pa.field(field.name, wanted), table.column(i).cast(wanted))
+            kind = _arrow_type(wanted)
+            table = table.set_column(i, pa.field(field.name, kind), table.column(i).cast(kind))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise RankdistillError(f"{path}: column {field.name!r} is {field.type}, expected {wanted} ({exc})") from None
     return table

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     """Half-open slices of a list of ``n`` candidates in processing order, bottom first (rank_llm's loop).
@@ -57,3 +59,34 @@ def replay_windows(
     if order != list(ranked):
         return None
     return {docid: (first, last) for docid, (first, last) in seen.items()}
+
+
+def compared_matrix(ranges: Sequence[Sequence[int]]) -> np.ndarray:
+    """(i, j) is True where passages i and j met in a teacher window, or either has none.
+
+    ``ranges[i]`` is passage i's window ranges, flat ``(first, last, first, last, ...)``: one range per source that
+    ranked it, the sources' windows numbered apart (see :mod:`rankdistill.distillation.sources`), so two ranges
+    overlap only within one source's run. The training loss applies the same rule to padded tensors
+    (:func:`rankdistill.training.losses.listwise.compared_mask`); this one counts a set's pairs when it is built.
+    """
+    width = max((len(r) for r in ranges), default=0) // 2
+    spans = np.full((len(ranges), max(width, 1), 2), -1, dtype=np.int64)
+    for i, flat in enumerate(ranges):
+        if flat:
+            spans[i, : len(flat) // 2] = np.asarray(flat, dtype=np.int64).reshape(-1, 2)
+    first, last = spans[..., 0], spans[..., 1]
+    real = first >= 0
+    overlap = (first[:, None, :, None] <= last[None, :, None, :]) & (first[None, :, None, :] <= last[:, None, :, None])
+    met = (overlap & real[:, None, :, None] & real[None, :, None, :]).any(axis=(2, 3))
+    free = ~real.any(axis=1)
+    return met | free[:, None] | free[None, :]
+
+
+def ordered_pairs(targets: Sequence[float], ranges: Sequence[Sequence[int]] | None = None) -> int:
+    """How many ordered pairs (i, j) with t_i > t_j a pairwise loss learns from one list; with ``ranges``
+    (``pairs: compared``) only those whose passages met in a teacher window (:func:`compared_matrix`)."""
+    t = np.asarray(targets, dtype=np.float64)
+    above = t[:, None] > t[None, :]
+    if ranges is not None:
+        above &= compared_matrix(ranges)
+    return int(above.sum())

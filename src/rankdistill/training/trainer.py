@@ -45,7 +45,8 @@ STAGE_DEFAULTS: dict[str, Any] = {
 
 
 def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passage_length: int):
-    """Parquet rows -> a datasets.Dataset of (query, docs, labels), one row per query, ordered by position.
+    """Parquet rows -> a datasets.Dataset of (query, docs, labels), one row per list (a query of one file and one
+    candidate source), ordered by position.
 
     Texts are cut here, once, with the separate query/passage budgets (see :mod:`rankdistill.modeling.cross_encoder`).
     """
@@ -55,13 +56,15 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
     from rankdistill.distillation import schema
     from rankdistill.modeling.cross_encoder import truncate_pairs
 
-    columns = (*schema.REQUIRED_COLUMNS, *schema.WINDOW_COLUMNS)  # window columns of older sets come as nulls
+    # optional columns of older sets come as nulls: no windows, one source
+    columns = (*schema.REQUIRED_COLUMNS, *schema.OPTIONAL_COLUMNS)
     tables = []
     for file_index, path in enumerate(paths):
         table = schema.read_set(path, columns=columns)
         # integers as int64 for pandas (a null window stays a null)
         table = table.cast(pa.schema([(f.name, pa.int64() if pa.types.is_integer(f.type) else f.type) for f in table.schema]))
-        # lists are keyed by (file, qid): the same query in two files (e.g. two samples) stays two lists
+        # lists are keyed by (file, qid, source): the same query in two files (e.g. two samples) or from two
+        # candidate sources stays two lists
         tables.append(table.append_column("_file", pa.array([file_index] * table.num_rows, pa.int64())))
     frame = pa.concat_tables(tables).to_pandas()
     if frame.empty:
@@ -73,25 +76,42 @@ def load_listwise(paths: list[Path], tokenizer, max_query_length: int, max_passa
         tokenizer, frame["query"].tolist(), frame["passage"].tolist(), max_query_length, max_passage_length
     )
     frame = frame.assign(query=queries, passage=passages)
-    keys = list(zip(frame["_file"], frame["qid"]))
+    keys = list(zip(frame["_file"], frame["qid"], frame["source"].fillna("")))
     order = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     frame = frame.assign(_q=[order[key] for key in keys]).sort_values(["_q", "position"], kind="stable")
-    # a set built with --pairs compared: each label is (target, first window, last window), -1 = no window
+    # a set built with --pairs compared: each label is (target, first, last[, first, last ...]), -1 = no window
     compared = bool(frame["window_first"].notna().any())
+    ranges = _window_ranges(frame) if compared else None
     rows = {"query": [], "docs": [], "labels": []}
     for _, group in frame.groupby("_q", sort=True):
         rows["query"].append(group["query"].iloc[0])
         rows["docs"].append(group["passage"].tolist())
         targets = group["target"].astype(float).tolist()
-        if compared:
-            first = group["window_first"].fillna(-1).astype(float).tolist()
-            last = group["window_last"].fillna(-1).astype(float).tolist()
-            rows["labels"].append([list(t) for t in zip(targets, first, last)])
+        if ranges is not None:
+            rows["labels"].append([[t, *ranges[i]] for t, i in zip(targets, group.index)])
         else:
             rows["labels"].append(targets)
-    stats = {"queries": len(rows["query"]), "pairs": int(len(frame)), "max_list": max(map(len, rows["docs"])),
-             "teacher_pairs": "compared" if compared else "all"}
+    stats = {"queries": int(frame["qid"].nunique()), "lists": len(rows["query"]), "pairs": int(len(frame)),
+             "max_list": max(map(len, rows["docs"])), "teacher_pairs": "compared" if compared else "all"}
     return Dataset.from_dict(rows), stats
+
+
+def _window_ranges(frame) -> dict[Any, list[float]]:
+    """Row index -> its teacher-window ranges, flat and padded with -1 to the set's most ranges per passage.
+
+    ``window_ranges`` when a passage has several (a fused list), else ``(window_first, window_last)``, else none.
+    """
+    flat: dict[Any, list[float]] = {}
+    for index, first, last, several in zip(frame.index, frame["window_first"], frame["window_last"],
+                                           frame["window_ranges"]):
+        if several is not None and len(several):
+            flat[index] = [float(v) for v in several]
+        elif first == first and first is not None:  # not NaN
+            flat[index] = [float(first), float(last)]
+        else:
+            flat[index] = []
+    width = max(2, max(len(v) for v in flat.values()))
+    return {index: v + [-1.0] * (width - len(v)) for index, v in flat.items()}
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -274,7 +294,7 @@ def _train_stage(
         "loss": stage.loss,
         "loss_kwargs": stage.loss_kwargs,
         "steps": trainer.state.global_step,
-        "steps_per_epoch": math.ceil(stats["queries"] / stage.batch_queries / stage.grad_accum),
+        "steps_per_epoch": math.ceil(stats["lists"] / stage.batch_queries / stage.grad_accum),
         "train_seconds": round(time.perf_counter() - started, 1),
         "resumed_from": str(checkpoint) if checkpoint else None,
         "log_history": [dict(entry) for entry in trainer.state.log_history],

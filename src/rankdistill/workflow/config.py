@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rankdistill.distillation.options import SamplingOptions
+from rankdistill.distillation.options import Merge, SamplingOptions
 from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.metrics import DEFAULT_MEASURES
 from rankdistill.modeling import HeadName
@@ -104,17 +104,50 @@ class TrainStageConfig(_Strict, SamplingOptions, LearningOptions, TruncationOpti
     )
 
 
+class TrainSourceConfig(_Strict):
+    """One candidate source of the training queries: a first stage and the teacher's re-ranking of it."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Names the source's lists and files.")
+    first_stage: FirstStageConfig
+    teacher: TeacherConfig
+
+
 class TrainConfig(_Strict):
     dataset: str = Field(..., description="irds:<id> or a folder with the training queries, corpus and qrels.")
-    first_stage: FirstStageConfig
+    first_stage: FirstStageConfig | None = None
     teacher: TeacherConfig | None = None
+    sources: list[TrainSourceConfig] | None = Field(
+        None, min_length=1, description="Several (first_stage, teacher) pairs instead of first_stage and teacher; "
+        "cross-validation evaluates on the first source's candidates."
+    )
+    merge: Merge = Field("none", description="With sources: none = one list per source and query; rrf = one fused "
+                                             "list per query (reciprocal rank fusion of the teacher runs).")
     model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
     head: HeadName = Field("cls", description="The student's scoring head on the backbone.")
     stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
 
     @model_validator(mode="after")
+    def _one_form(self):
+        if self.sources is None:
+            if self.first_stage is None:
+                raise ValueError("give 'first_stage' (with an optional 'teacher') or 'sources' (a list of first_stage/"
+                                 "teacher pairs)")
+            if self.merge != "none":
+                raise ValueError(f"merge {self.merge!r} fuses several sources: give 'sources' or leave merge 'none'")
+            return self
+        if self.first_stage is not None or self.teacher is not None:
+            raise ValueError("give either 'sources' or a single 'first_stage'/'teacher', not both")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sources: names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
     def _targets_available(self):
         for i, stage in enumerate(self.stages):
+            if stage.data is None and self.sources is not None:
+                self._check_sources(i, stage)
+                continue
             teacher = stage.data.teacher if stage.data is not None else self.teacher
             key = f"stages.{i}.data.teacher" if stage.data is not None else "teacher"
             if stage.targets in ("rank", "score") and teacher is None:
@@ -128,6 +161,18 @@ class TrainConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
         return self
+
+    def _check_sources(self, i: int, stage: TrainStageConfig) -> None:
+        """``pairs: compared`` replays every source's teacher: each must be listwise, the targets the teacher's."""
+        if stage.pairs != "compared":
+            return
+        pointwise = [s.name for s in self.sources if s.teacher.backend == "embedding"]
+        if pointwise or stage.targets == "relevance":
+            raise ValueError(
+                f"stages.{i}.pairs: 'compared' learns the pairs a sliding-window teacher compared: every source needs "
+                f"a listwise teacher (not embedding: {', '.join(pointwise) or 'none'}) and targets rank or score; use "
+                "pairs: all"
+            )
 
 
 class EvalSetConfig(_Strict):

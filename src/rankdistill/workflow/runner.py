@@ -29,6 +29,7 @@ from rankdistill.workflow.config import (
     FirstStageConfig,
     PipelineConfig,
     TeacherConfig,
+    TrainConfig,
     TrainStageConfig,
     load_config,
 )
@@ -332,11 +333,46 @@ def _train_shared(r: _Runner, excluded: set[str]) -> tuple[str | Path, int]:
     return model, done
 
 
+@dataclass
+class _Source:
+    """A candidate source of the training queries (``train.sources``): its name, runs and teacher settings."""
+
+    name: str
+    first_stage: Path
+    teacher: Path
+    config: TeacherConfig
+
+
+def _train_sources(r: _Runner, tcfg: TrainConfig) -> list[_Source]:
+    """Each source's first-stage and teacher runs (retrieved or taught here when not recorded)."""
+    out = []
+    for s in tcfg.sources or []:
+        name = f"train-{s.name}"
+        fs = _first_stage(r, name, tcfg.dataset, s.first_stage)
+        out.append(_Source(s.name, fs, _teacher(r, name, tcfg.dataset, fs, s.teacher), s.teacher))
+    return out
+
+
+def _sources_build(sources: list[_Source], qids: list[str] | None, folder: Path, dry_run: bool) -> list[dict[str, Any]]:
+    """``build(sources=...)``: each source's runs cut to ``qids``, with its teacher's window, stride and depth."""
+    def cut(path: Path, kind: str, name: str) -> Path:
+        return path if dry_run else _subset_run(path, qids, folder / f"{kind}.{name}.train.run")
+
+    return [
+        {"name": s.name, "first_stage_run": cut(s.first_stage, "first-stage", s.name),
+         "teacher_run": cut(s.teacher, "teacher", s.name),
+         "teacher_window": s.config.window, "teacher_stride": s.config.stride, "teacher_depth": s.config.depth}
+        for s in sources
+    ]
+
+
 def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Path, teacher: Path | None,
-                   start: tuple[str | Path, int] | None = None, excluded: set[str] = frozenset()) -> Path:
+                   start: tuple[str | Path, int] | None = None, excluded: set[str] = frozenset(),
+                   sources: list[_Source] | None = None) -> Path:
     """Build and train every configured stage in order; stage n+1 starts from stage n's weights.
 
-    ``start`` is the shared stages' model and how many stages it covers (see ``_train_shared``).
+    ``start`` is the shared stages' model and how many stages it covers (see ``_train_shared``); ``sources``
+    (``train.sources``) replace ``first_stage`` and ``teacher`` in the builds.
     """
     cfg = r.config.train
     model, done = start or (cfg.model, 0)
@@ -349,13 +385,21 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
     teacher_run = None
     if teacher is not None:
         teacher_run = teacher if r.dry_run else _subset_run(teacher, qids, folder / "teacher.train.run")
+    runs: dict[str, Any] = {"teacher_run": teacher_run, "first_stage_run": fs_run}
+    inputs = [p for p in (fs_run, teacher_run) if p is not None]
+    if sources:
+        spec = _sources_build(sources, qids, folder, r.dry_run)
+        runs = {"sources": spec, "merge": cfg.merge}
+        inputs = [p for s in spec for p in (s["first_stage_run"], s["teacher_run"])]
     for s in remaining:
         if s.data is not None:  # its own (fold-free) data; trained per fold since a fold-dependent stage came first
             data = _stage_data(r, s, excluded)
         else:
             data = folder / f"{s.name}.parquet"
             build_cfg = _build_cfg(s, cfg.teacher)
-            inputs = [p for p in (fs_run, teacher_run) if p is not None]
+            if sources:  # each source's windows travel in its entry; the fingerprint names them and the merge
+                build_cfg = {**build_cfg, "pairs": s.pairs, "merge": cfg.merge,
+                             "sources": [{k: v for k, v in e.items() if not k.endswith("_run")} for e in runs["sources"]]}
             build_stage = Stage(
                 f"build:{tag}:{s.name}", "build", {"dataset": cfg.dataset, "seed": r.config.seed, **build_cfg}, inputs, [data]
             )
@@ -363,15 +407,7 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
             def do_build(data=data, build_cfg=build_cfg):
                 from rankdistill.distillation.builder import build
 
-                build(
-                    teacher_run=teacher_run,
-                    first_stage_run=fs_run,
-                    dataset=cfg.dataset,
-                    output=data,
-                    seed=r.config.seed,
-                    qids=qids,
-                    **build_cfg,
-                )
+                build(dataset=cfg.dataset, output=data, seed=r.config.seed, qids=qids, **{**build_cfg, **runs})
 
             r.run(build_stage, do_build)
         model = _train_stage(r, tag, s, data, model, folder / f"model-{s.name}")
@@ -525,8 +561,12 @@ def _run_stages(r: _Runner) -> PipelineResult:
         _check_dataset(r, "train.dataset", tcfg.dataset)
         for s in config.evaluate.sets:
             _check_dataset(r, f"evaluate.sets.{s.name}.dataset", s.dataset)
-    train_fs = _first_stage(r, "train", tcfg.dataset, tcfg.first_stage)
-    train_teacher = _teacher(r, "train", tcfg.dataset, train_fs, tcfg.teacher)
+    sources = _train_sources(r, tcfg)
+    if sources:  # the first source's candidates are the cross-validation folds' baseline, teacher and re-ranking
+        train_fs, train_teacher = sources[0].first_stage, sources[0].teacher
+    else:
+        train_fs = _first_stage(r, "train", tcfg.dataset, tcfg.first_stage)
+        train_teacher = _teacher(r, "train", tcfg.dataset, train_fs, tcfg.teacher)
 
     ev = config.evaluate
     own_data = any(s.data is not None for s in tcfg.stages)
@@ -547,7 +587,8 @@ def _run_stages(r: _Runner) -> PipelineResult:
         for i, test_qids in enumerate(splits, 1):
             fold = f"fold{i}"
             train_qids = sorted(set(qids) - set(test_qids))
-            model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher, shared, excluded)
+            model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher, shared, excluded,
+                                   sources)
             target = _EvalTarget(fold, tcfg.dataset, train_fs, train_teacher, test_qids if not dry_run else None, model)
             fold_runs[fold] = _rerank(r, target)
             fold_qids[fold] = test_qids
@@ -561,7 +602,7 @@ def _run_stages(r: _Runner) -> PipelineResult:
         r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, systems, fold_qids)
         r.result.folds = fold_qids
     else:
-        model = _train_student(r, "all", None, train_fs, train_teacher, shared, excluded)
+        model = _train_student(r, "all", None, train_fs, train_teacher, shared, excluded, sources)
         for s in ev.sets:
             r.result.metrics[s.name] = _evaluate_set(r, s, model)
     return r.result

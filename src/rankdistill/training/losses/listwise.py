@@ -7,7 +7,9 @@ are the passages of query ``b`` and ``labels[b]`` a 1-D tensor of their targets 
 lengths: they are scored flat, placed in a padded ``(batch, max_len)`` matrix, and a boolean ``mask`` marks the real
 entries — the same scheme as sentence-transformers' own listwise losses (no ``-1`` label sentinels; a padded entry
 never enters a sum or a mean). A set built with ``pairs="compared"`` gives each passage the label
-``(target, first window, last window)`` instead: :meth:`ListwiseLoss.compute_compared` receives the windows.
+``(target, first window, last window)`` instead, or ``(target, first, last, first, last, ...)`` when a fused list
+gives passages one window range per candidate source (-1 pads): :meth:`ListwiseLoss.compute_compared` receives
+the windows.
 """
 
 from __future__ import annotations
@@ -45,12 +47,20 @@ def compared_mask(windows: Tensor) -> Tensor:
 
     ``windows[b, i] = (first, last)`` window of passage i (see :mod:`rankdistill.teacher.windows`); ranges that
     overlap met in a window. A passage without one (a cross negative, one below the teacher's depth) is ordered
-    by its target against every other passage.
+    by its target against every other passage. ``windows[b, i] = (first, last, first, last, ...)``: several ranges
+    (a fused list, one per candidate source, -1 for none); the passages met iff some range of i overlaps some
+    range of j. :func:`rankdistill.teacher.windows.compared_matrix` is the same rule for one list.
     """
-    first, last = windows[..., 0], windows[..., 1]
-    met = (first[:, :, None] <= last[:, None, :]) & (first[:, None, :] <= last[:, :, None])
-    free = (first < 0)[:, :, None] | (first < 0)[:, None, :]
-    return met | free
+    b, n = windows.shape[:2]
+    spans = windows.reshape(b, n, -1, 2)
+    first, last = spans[..., 0], spans[..., 1]  # (b, n, r)
+    real = first >= 0
+    overlap = (first[:, :, None, :, None] <= last[:, None, :, None, :]) & (
+        first[:, None, :, None, :] <= last[:, :, None, :, None]
+    )
+    met = (overlap & real[:, :, None, :, None] & real[:, None, :, None, :]).flatten(3).any(dim=3)
+    free = ~real.any(dim=2)
+    return met | free[:, :, None] | free[:, None, :]
 
 
 def target_ranks(targets: Tensor, mask: Tensor) -> Tensor:
@@ -144,11 +154,10 @@ class ListwiseLoss(nn.Module):
         sizes = [len(d) for d in docs_lists]
         scores, mask = pad_lists(list(torch.split(flat, sizes)))
         labels = [torch.as_tensor(lbl, dtype=torch.float32, device=flat.device) for lbl in labels]
-        if labels[0].ndim == 2:  # (target, first window, last window) per passage: a set built with pairs='compared'
+        if labels[0].ndim == 2:  # (target, first, last[, first, last ...]) per passage: a set built with pairs='compared'
             targets, _ = pad_lists([lbl[:, 0] for lbl in labels])
-            first, _ = pad_lists([lbl[:, 1] for lbl in labels], fill=-1.0)
-            last, _ = pad_lists([lbl[:, 2] for lbl in labels], fill=-1.0)
-            windows = torch.stack([first, last], dim=-1).to(scores.device)
+            columns = [pad_lists([lbl[:, c] for lbl in labels], fill=-1.0)[0] for c in range(1, labels[0].shape[1])]
+            windows = torch.stack(columns, dim=-1).to(scores.device)
             return self.compute_compared(scores, targets.to(scores.device), mask, windows)
         targets, _ = pad_lists(labels)
         return self.compute(scores, targets.to(scores.device), mask)
