@@ -200,3 +200,12 @@ def test_missing_candidate_run_names_its_key(setup, tmp_path):
     assert ("missing", f"evaluate.candidates.0.run: {tmp_path / 'nope.run'} (download it before the real run)") in events
     with pytest.raises(RankdistillError, match=r"evaluate.candidates.0.run: .*nope.run does not exist"):
         pipeline(path)
+
+
+def test_candidate_run_of_other_queries_is_refused_before_training(setup, tmp_path):
+    root, data, model = setup
+    other = write_run({"nope": [("d1", 1.0)]}, tmp_path / "other.run")
+    path = _config(root, data, model, {"cross_validation": 2, "candidates": [{"name": "other", "run": str(other)}]})
+    with pytest.raises(RankdistillError, match=r"evaluate.candidates.0.run: .*other.run holds none of the 6 training "
+                                               r"queries .*each candidate set ranks the training queries"):
+        pipeline(path)

@@ -572,12 +572,20 @@ def _evaluate_and_report(r: _Runner, name: str, dataset: str, sets: dict[str, di
     return {}
 
 
-def _cv_candidates(r: _Runner, train_fs: Path, train_teacher: Path | None) -> list[_Candidates]:
-    """``evaluate.candidates``, else the training first stage with the training teacher."""
+def _cv_candidates(r: _Runner, train_fs: Path, train_teacher: Path | None, qids: list[str]) -> list[_Candidates]:
+    """``evaluate.candidates`` (each holding some of the training queries ``qids``), else the training first stage
+    with the training teacher."""
     ev = r.config.evaluate
-    if ev.candidates:
-        return _configured_candidates(r, "evaluate.candidates", ev.candidates)
-    return [_Candidates(first_stage_name(r.config.train.first_stage), train_fs, train_teacher)]
+    if not ev.candidates:
+        return [_Candidates(first_stage_name(r.config.train.first_stage), train_fs, train_teacher)]
+    candidates = _configured_candidates(r, "evaluate.candidates", ev.candidates)
+    for i, c in enumerate(candidates):
+        if not r.dry_run and not set(read_run(c.first_stage)) & set(qids):
+            raise RankdistillError(
+                f"evaluate.candidates.{i}.run: {c.first_stage} holds none of the {len(qids)} training queries "
+                f"(e.g. {qids[:3]}); under cross-validation each candidate set ranks the training queries"
+            )
+    return candidates
 
 
 def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,
@@ -609,7 +617,7 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
     shared = _train_shared(r, excluded)
     if ev.cross_validation:
         splits = folds_of(qids, ev.cross_validation, config.seed) if not dry_run else [[]] * ev.cross_validation
-        candidates = _cv_candidates(r, train_fs, train_teacher)
+        candidates = _cv_candidates(r, train_fs, train_teacher, qids)
         fold_runs: dict[str, list[Path]] = {c.name: [] for c in candidates}  # candidate set -> each fold's run
         fold_qids: dict[str, list[str]] = {}
         for i, test_qids in enumerate(splits, 1):
