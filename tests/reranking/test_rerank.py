@@ -109,7 +109,8 @@ def test_rerank_writes_valid_run_sorted_by_model_scores(model_dir, files, tmp_pa
     for parts in lines:
         by_q.setdefault(parts[0], []).append(parts)
     assert list(by_q) == ["q1", "q2", "q3"]  # the run's query order is kept
-    assert {q: len(v) for q, v in by_q.items()} == {"q1": 3, "q2": 3, "q3": 1}  # depth 3, q3 has 1
+    assert {q: len(v) for q, v in by_q.items()} == {"q1": 4, "q2": 3, "q3": 1}  # depth 3 scored, q1's 4th kept below
+    assert by_q["q1"][-1][2] == "d6"
     for rows in by_q.values():
         assert [int(r[3]) for r in rows] == list(range(1, len(rows) + 1))
         scores = [float(r[4]) for r in rows]
@@ -117,7 +118,7 @@ def test_rerank_writes_valid_run_sorted_by_model_scores(model_dir, files, tmp_pa
     # the scores are the model's, for the top-3 candidates of the input run
     reranked = read_run(out)
     expected = _ce_scores(model_dir, [(QUERIES["q1"], PASSAGES[d]) for d, _ in RUN["q1"][:3]])
-    got = dict(reranked["q1"])
+    got = dict(reranked["q1"][:3])
     assert set(got) == {"d1", "d3", "d5"}
     assert np.abs(np.array([got[d] for d, _ in RUN["q1"][:3]]) - expected).max() <= 1e-4
 
@@ -158,7 +159,7 @@ def test_cli_rerank_and_clear_error_exit_code(model_dir, files, tmp_path, capsys
     out = tmp_path / "cli.run"
     main(["rerank", "--model", str(model_dir), "--run", str(files["run"]), "--queries", str(files["queries"]),
           "--corpus", str(files["corpus"]), "--depth", "2", "--dtype", "float32", "--output", str(out)])
-    assert {q: len(d) for q, d in read_run(out).items()} == {"q1": 2, "q2": 2, "q3": 1}
+    assert {q: len(d) for q, d in read_run(out).items()} == {"q1": 4, "q2": 3, "q3": 1}  # the tail kept below the top 2
     with pytest.raises(SystemExit) as exc:
         main(["rerank", "--model", str(model_dir), "--run", str(files["run"]), "--queries", str(files["queries"]),
               "--corpus", str(files["corpus"]), "--dtype", "float64", "--output", str(tmp_path / "x.run")])
@@ -175,9 +176,12 @@ def test_cli_rerank_config_file_paths_relative_to_it_and_flags_win(model_dir, fi
     config.write_text("model: student\nrun: first.run\nqueries: q.tsv\ncorpus: c.tsv\noutput: out/re.run\n"
                       "max-query-length: 16\ndepth: 2\ndtype: float32\n", encoding="utf-8")
     main(["rerank", "--config", str(config)])
-    assert {q: len(d) for q, d in read_run(folder / "out" / "re.run").items()} == {"q1": 2, "q2": 2, "q3": 1}
+    depth2 = read_run(folder / "out" / "re.run")
     main(["rerank", "-c", str(config), "--depth", "1", "--output", str(tmp_path / "d1.run")])
-    assert {q: len(d) for q, d in read_run(tmp_path / "d1.run").items()} == {"q1": 1, "q2": 1, "q3": 1}
+    depth1 = read_run(tmp_path / "d1.run")
+    for qid, docs in RUN.items():  # the flag wins: depth 1 leaves everything below the first document in run order
+        assert [d for d, _ in depth1[qid][1:]] == [d for d, _ in docs if d != depth1[qid][0][0]]
+    assert [d for d, _ in depth2["q1"][2:]] == ["d5", "d6"]
     config.write_text(config.read_text(encoding="utf-8") + "depht: 3\n", encoding="utf-8")
     assert "rerank.yaml: depht: unknown key" in cli_error(["rerank", "-c", str(config)])
     config.write_text("model: student\nrun: first.run\ndepth: deep\n", encoding="utf-8")
@@ -255,3 +259,28 @@ def test_compiled_scorer_equals_eager_scores(model_dir):
     assert compiled.compiled is not None
     got = compiled.score(qs, ps)  # several batch shapes through one dynamic graph
     assert np.abs(got - eager).max() <= 1e-4
+
+
+def test_rerank_keeps_the_first_stage_tail_below_the_reranked_top(model_dir, files, tmp_path):
+    from rankdistill.evaluation.metrics import evaluate
+
+    first = {"q1": [("d1", 5.0), ("d2", 4.0), ("d3", 3.0), ("d4", 2.0), ("d5", 1.0)],
+             "q2": [("d6", 2.0), ("d2", 1.5), ("d1", 1.0), ("d5", 0.5), ("d3", 0.1)]}
+    path = write_run(first, tmp_path / "five.run")
+    out = read_run(rerank(model_dir, path, queries=files["queries"], corpus=files["corpus"], depth=2,
+                          output=tmp_path / "re.run", dtype="float32", progress=False))
+    scored = _ce_scores(model_dir, [(QUERIES[q], PASSAGES[d]) for q, docs in first.items() for d, _ in docs[:2]])
+    for i, (qid, docs) in enumerate(first.items()):
+        ranked = out[qid]
+        assert len(ranked) == 5
+        assert {d for d, _ in ranked[:2]} == {d for d, _ in docs[:2]}  # the top 2, ordered by the model
+        assert [d for d, _ in ranked[2:]] == [d for d, _ in docs[2:]]  # the tail, in first-stage order
+        top = dict(ranked[:2])
+        assert [top[d] for d, _ in docs[:2]] == pytest.approx(list(scored[2 * i: 2 * i + 2]), abs=1e-4)
+        assert max(s for _, s in ranked[2:]) < min(top.values())  # scored below the re-ranked documents
+    qrels = {"q1": {"d2": 1, "d4": 1, "d5": 2}, "q2": {"d1": 1, "d3": 1}}
+    result = evaluate({"first": first, "student": out}, qrels=qrels, measures=["R@100", "R@3"])
+    assert result.means["student"]["R@100"] == result.means["first"]["R@100"] == 1.0  # only the top was permuted
+    # a run cut at the depth would have lost the tail's relevant documents: R@100 = (1/3 + 0) / 2
+    cut = {q: docs[:2] for q, docs in out.items()}
+    assert evaluate({"cut": cut}, qrels=qrels, measures=["R@100"]).means["cut"]["R@100"] == pytest.approx(1 / 6)

@@ -67,14 +67,15 @@ def test_tiny_pipeline_end_to_end_then_skips_then_reruns_only_what_changed(tiny_
     assert first.skipped == []
     kinds = sorted({s.split(":")[0] for s in first.ran})
     assert kinds == ["build", "evaluate", "rerank", "teach", "train"]  # teach: the zero-shot backbone baseline
-    student = read_run(root / "out" / "eval" / "cv" / "student.run")
+    student = read_run(root / "out" / "eval" / "cv" / "bm25" / "student.run")
     bm25 = read_run(root / "bm25.run")
     assert sorted(student) == sorted(bm25)
     for qid, docs in student.items():  # the student re-ranks exactly the candidates
         assert sorted(d for d, _ in docs) == sorted(d for d, _ in bm25[qid])
-    metrics = json.loads((root / "out" / "eval" / "cv" / "metrics.json").read_text())
-    assert list(metrics["runs"]) == ["bm25", "zero-shot", "teacher", "student"]
-    zero_shot = read_run(root / "out" / "eval" / "cv" / "zero-shot" / "teacher.run")
+    metrics = json.loads((root / "out" / "eval" / "cv" / "bm25" / "metrics.json").read_text())
+    assert list(metrics["runs"]) == ["bm25", "zero-shot", "teacher", "student"]  # the first stage named after its file
+    assert first.metrics["cv"]["bm25"]["runs"]["student"]["measures"] == metrics["runs"]["student"]["measures"]
+    zero_shot = read_run(root / "out" / "eval" / "cv" / "bm25" / "zero-shot" / "teacher.run")
     for qid, docs in zero_shot.items():  # the untrained backbone re-ranks the same candidates
         assert sorted(d for d, _ in docs) == sorted(d for d, _ in bm25[qid])
     assert "zero-shot backbone" in (root / "out" / "report" / "cv" / "report.md").read_text()

@@ -22,3 +22,22 @@ def test_fold_means_average_each_folds_test_queries():
     assert means["student"] == {"fold1": pytest.approx(0.375), "fold2": pytest.approx(0.5)}
     table = fold_table(summary, folds)
     assert [c.header for c in table.columns] == ["run", "fold1 (2 q)", "fold2 (1 q)"]
+
+
+def test_summary_prints_one_table_per_candidate_set(capsys):
+    from rankdistill.commands.pipeline import print_summary
+    from rankdistill.workflow.runner import PipelineResult
+
+    def summary(first: str, mean: float) -> dict:
+        runs = {first: mean, "student": mean + 0.1}
+        return {"measures": ["nDCG@10"], "baseline": first,
+                "runs": {r: {"measures": {"nDCG@10": {"mean": m}}, "per_query": {"nDCG@10": {"a": m}}}
+                         for r, m in runs.items()}}
+
+    result = PipelineResult(output=None, metrics={"cv": {"bm25": summary("bm25", 0.25), "splade": summary("splade", 0.5)}},
+                            folds={"fold1": ["a"]})
+    print_summary(result)
+    out = capsys.readouterr().out
+    assert "cv · bm25: first stage" in out and "cv · splade: first stage" in out
+    assert "splade (baseline)" in out and "0.6000" in out and "0.3500" in out
+    assert out.count("nDCG@10 per fold") == 2

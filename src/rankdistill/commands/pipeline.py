@@ -54,13 +54,15 @@ def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
 
 
 def print_summary(result) -> None:
-    """Each evaluation set's table (and per-fold means under cross-validation), then what ran and the report."""
+    """Each evaluation set's tables, one per candidate set (and per-fold means under cross-validation), then what
+    ran and the report."""
     from rankdistill.commands._tables import rich_table
 
     out = Console()
-    for name, summary in result.metrics.items():
-        if summary:
-            out.print(rich_table(summary, title=f"{name}: BM25 / zero-shot backbone / teacher / student"))
+    for name, candidate_sets in result.metrics.items():
+        for candidates, summary in candidate_sets.items():
+            out.print(rich_table(summary, title=f"{name} · {candidates}: first stage / zero-shot backbone / teacher / "
+                                                "student"))
             if name == "cv" and result.folds:
                 out.print(fold_table(summary, result.folds))
     out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")

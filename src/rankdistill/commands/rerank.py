@@ -30,7 +30,7 @@ def rerank_command(
     queries: QueriesOpt = None,
     corpus: CorpusOpt = None,
     fix_encoding: FixEncodingOpt = False,
-    depth: Annotated[int, typer.Option("--depth", "-k", help="Candidates per query to score.")] = 100,
+    depth: Annotated[int, typer.Option("--depth", "-k", help="Candidates per query to score; the rest of the list follows in its order.")] = 100,
     dtype: Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16 (auto: bf16 on GPU and on CPUs with native bf16).")] = "auto",
     batch_tokens: Annotated[Optional[int], typer.Option("--batch-tokens", help="Padded tokens per batch (default 4096 on CPU, 65536 on GPU).")] = None,
     max_query_length: Annotated[Optional[int], typer.Option("--max-query-length", help="Query tokens kept (default: the model's, else 32).")] = None,

@@ -83,6 +83,20 @@ def top_k(run: Mapping[str, list[tuple[str, float]]], k: int | None) -> Run:
     return {qid: list(ranked[:k] if k else ranked) for qid, ranked in run.items()}
 
 
+def append_tail(ranked: list[tuple[str, float]], first_stage: Iterable[str]) -> list[tuple[str, float]]:
+    """``ranked``, then the first stage's documents it lacks, in first-stage order, scored below it.
+
+    A run re-ranked to depth k keeps the rest of the first stage's list (as TREC re-ranking runs do), so its
+    recall and AP are computed on the same list as the first stage's, not on a list cut at k. The tail's scores
+    are lowest-1, lowest-2, ... so the run stays strictly ordered by score when read back.
+    """
+    ranked = list(ranked)
+    seen = {docid for docid, _ in ranked}
+    low = min((float(score) for _, score in ranked), default=0.0)
+    tail = [docid for docid in first_stage if docid not in seen]
+    return ranked + [(docid, low - 1.0 - i) for i, docid in enumerate(tail)]
+
+
 def run_from_scores(scores: Mapping[str, Mapping[str, float] | Iterable[tuple[str, float]]]) -> Run:
     """Sort each query's scores, best first; ties keep their given order (Python's sort is stable)."""
     out: Run = {}

@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 # Colour per role, so a system keeps its colour across figures (the Okabe-Ito palette reads in grey too).
-ROLE_COLOURS = {"baseline": "#999999", "zero-shot backbone": "#56B4E9", "teacher": "#E69F00", "student": "#0072B2"}
+ROLE_COLOURS = {"baseline": "#999999", "first stage": "#999999", "zero-shot backbone": "#56B4E9", "teacher": "#E69F00",
+                "student": "#0072B2"}
 OTHER_COLOURS = ("#CC79A7", "#D55E00", "#F0E442", "#000000")
 CONTRAST = "#009E73"  # bars of a student-minus-teacher difference
 DPI = 100

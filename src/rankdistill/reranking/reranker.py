@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rankdistill.errors import RankdistillError
-from rankdistill.data.trec import Run, read_run, run_from_scores, top_k, write_run
+from rankdistill.data.trec import Run, append_tail, read_run, run_from_scores, top_k, write_run
 
 
 def _shard() -> tuple[int, int]:
@@ -64,8 +64,10 @@ def rerank(
 ) -> Path:
     """Score the top-``depth`` candidates of every query in ``run`` and write the re-ranked run to ``output``.
 
-    Queries with fewer than ``depth`` candidates are scored as they are. Under torchrun each process scores
-    every N-th query and rank 0 writes the merged run (see the module docstring).
+    Below the re-ranked top, each query keeps the rest of the run's list in its order, scored below the model's
+    scores: a run re-ranked at depth 20 of a 100-deep list still holds 100 documents, so its recall and AP are
+    computed on the same list as the input's. Queries with fewer than ``depth`` candidates are scored as they are.
+    Under torchrun each process scores every N-th query and rank 0 writes the merged run (see the module docstring).
 
     Args:
         model: a cross-encoder folder, a hub id, or a short name (``minilm-l6``).
@@ -99,7 +101,8 @@ def rerank(
     if depth is not None and depth < 1:
         raise RankdistillError(f"depth must be at least 1, got {depth}")
     run_name = str(run) if not isinstance(run, Mapping) else "the given run"
-    candidates: Run = top_k(read_run(run, depth) if not isinstance(run, Mapping) else dict(run), depth)
+    full: Run = read_run(run) if not isinstance(run, Mapping) else {qid: list(docs) for qid, docs in run.items()}
+    candidates: Run = top_k(full, depth)
     collection = load_collection(dataset, queries=queries, corpus=corpus, fix_encoding=fix_encoding)
     _check_queries(candidates, collection, run_name)
     rank, world = _shard()
@@ -111,7 +114,8 @@ def rerank(
         max_passage_length=max_passage_length, compile=compile,
     )
     label = f"re-rank {scorer.dtype}" + (f" shard {rank + 1}/{world}" if world > 1 else "")
-    result = run_from_scores(_score(scorer, {qid: candidates[qid] for qid in qids}, collection.queries, texts, label, progress))
+    scored = run_from_scores(_score(scorer, {qid: candidates[qid] for qid in qids}, collection.queries, texts, label, progress))
+    result = {qid: append_tail(ranked, (docid for docid, _ in full[qid][depth:])) for qid, ranked in scored.items()}
     output = Path(output)
     tag = tag or _default_tag(model)
     if world == 1:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankdistill.data.collection import Collection
-from rankdistill.data.trec import Run, write_run
+from rankdistill.data.trec import Run, append_tail, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.teacher.outputs import RUN_NAME, TeachResult, write_stats
 from rankdistill.util.progress import make_progress
@@ -70,8 +70,7 @@ def rank_by_cosine(candidates: list[str], cosines: list[float], tail: list[str])
     ordered by score, as the LLM teacher's run is.
     """
     ranked = sorted(zip(candidates, cosines), key=lambda item: -item[1])  # stable: ties keep given order
-    low = min(cosines, default=0.0)
-    return ranked + [(docid, low - 1.0 - i) for i, docid in enumerate(tail)]
+    return append_tail(ranked, tail)
 
 
 def teach_embedding(

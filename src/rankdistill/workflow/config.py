@@ -175,11 +175,55 @@ class TrainConfig(_Strict):
             )
 
 
+# Names of the systems a candidate set's report rows add to its first stage; a candidate set may not take one.
+RERANKED_SYSTEMS = ("zero-shot", "teacher", "student")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class CandidateSetConfig(_Strict):
+    """A first-stage run whose top ``evaluate.depth`` is re-ranked and evaluated (e.g. the BM25 and SPLADE++ lists
+    of the same queries), with the teacher's ranking of it when one was recorded: its report rows are the first
+    stage, the zero-shot backbone, the teacher and the student, all over this run's candidates."""
+
+    name: str = Field(..., pattern=_NAME, description="Names the first stage's row, the folders and the report section.")
+    run: Path = Field(..., description="The first-stage TREC run (e.g. SPLADE++ top-1000).")
+    teacher_run: Path | None = Field(None, description="The teacher's ranking of this run (recorded), for its row.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_system(cls, name: str) -> str:
+        if name in RERANKED_SYSTEMS:
+            raise ValueError(f"{name!r} names a re-ranked row of every candidate set ({', '.join(RERANKED_SYSTEMS)}); "
+                             "name the set after its first stage, e.g. bm25 or splade-pp-ed")
+        return name
+
+
+def _unique_candidates(candidates: list[CandidateSetConfig]) -> None:
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidate set names must be unique, got {names}")
+
+
 class EvalSetConfig(_Strict):
+    """Queries the student is judged on, with one candidate set (``first_stage`` and ``teacher``) or several
+    (``candidates``)."""
+
     name: str
     dataset: str
-    first_stage: FirstStageConfig
+    first_stage: FirstStageConfig | None = None
     teacher: TeacherConfig | None = None
+    candidates: list[CandidateSetConfig] = Field(
+        default_factory=list, description="Several first-stage runs, each re-ranked and reported on its own."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.first_stage is None) == (not self.candidates):
+            raise ValueError("give exactly one of 'first_stage' (one candidate set) or 'candidates' (several runs)")
+        if self.candidates and self.teacher is not None:
+            raise ValueError("'teacher' goes with 'first_stage'; with 'candidates' give each set its 'teacher_run'")
+        _unique_candidates(self.candidates)
+        return self
 
 
 class EvaluateConfig(_Strict):
@@ -187,6 +231,11 @@ class EvaluateConfig(_Strict):
         None, ge=2, description="k-fold cross-validation over the training queries instead of separate sets."
     )
     sets: list[EvalSetConfig] = Field(default_factory=list)
+    candidates: list[CandidateSetConfig] = Field(
+        default_factory=list,
+        description="Cross-validation: the runs of the training queries whose top-k each fold's student re-ranks "
+        "(default: the training first stage, with the training teacher).",
+    )
     depth: int = Field(100, gt=0, description="Re-ranking depth of the first-stage run.")
     measures: list[str] = Field(default_factory=lambda: list(DEFAULT_MEASURES))
     test: Literal["ttest", "wilcoxon"] = "ttest"
@@ -212,6 +261,10 @@ class EvaluateConfig(_Strict):
     def _one_protocol(self):
         if (self.cross_validation is None) == (not self.sets):
             raise ValueError("give exactly one of 'cross_validation' (folds over the training queries) or 'sets'")
+        if self.candidates and self.cross_validation is None:
+            raise ValueError("'candidates' here are for cross-validation; give an evaluation set its own "
+                             "'sets.<i>.candidates'")
+        _unique_candidates(self.candidates)
         return self
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankdistill.data.trec import read_run, write_qrels, write_run
+from rankdistill.data.trec import append_tail, read_run, write_qrels, write_run
 from rankdistill.errors import RankdistillError
 from rankdistill.modeling.truncation import TruncationOptions
 from rankdistill.teacher.outputs import describe_spend, spend_figures
@@ -25,6 +26,8 @@ from rankdistill.training.options import LearningOptions
 from rankdistill.util.files import atomic_write
 from rankdistill.util.lock import output_lock
 from rankdistill.workflow.config import (
+    RERANKED_SYSTEMS,
+    CandidateSetConfig,
     EvalSetConfig,
     FirstStageConfig,
     PipelineConfig,
@@ -48,21 +51,31 @@ class PipelineResult:
     output: Path
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval set -> EvaluationResult.to_dict()
+    # eval set -> candidate set -> EvaluationResult.to_dict(per_query=True) (its metrics.json)
+    metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     folds: dict[str, list[str]] = field(default_factory=dict)  # cross-validation: fold -> its test query ids
     report: Path | None = None
 
 
 @dataclass
-class _EvalTarget:
-    """A set of queries the student is judged on: its first stage, teacher and the model that scores it."""
+class _Candidates:
+    """A candidate set of an evaluation: the first-stage run whose top-k is re-ranked, and the teacher's ranking."""
 
     name: str
-    dataset: str
     first_stage: Path
     teacher: Path | None
-    qids: list[str] | None
-    model: Path
+
+
+def first_stage_name(cfg: FirstStageConfig) -> str:
+    """What a first stage is, to name its report row and folders: the run file's name without its extensions,
+    ``scoreddocs`` for the dataset's own run, and ``bm25`` only for the BM25 retrieved here."""
+    if cfg.run is None:
+        return "scoreddocs" if cfg.from_dataset else "bm25"
+    name = cfg.run.name
+    while (stem := re.sub(r"\.(gz|run|trec|txt|tsv|res)$", "", name, flags=re.I)) != name:
+        name = stem
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-.") or "first-stage"
+    return f"first-stage-{name}" if name in RERANKED_SYSTEMS else name
 
 
 def folds_of(qids: list[str], k: int, seed: int) -> list[list[str]]:
@@ -414,18 +427,29 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
     return Path(model)
 
 
-def _rerank(r: _Runner, target: _EvalTarget) -> Path:
-    folder = r.root / "eval" / target.name
-    fs_run = target.first_stage if r.dry_run else _subset_run(target.first_stage, target.qids, folder / "first-stage.run")
+def _configured_candidates(r: _Runner, key: str, configs: list[CandidateSetConfig]) -> list[_Candidates]:
+    """The candidate sets a config lists (recorded runs), each file checked."""
+    for i, c in enumerate(configs):
+        _check_file(r, f"{key}.{i}.run", c.run)
+        if c.teacher_run is not None:
+            _check_file(r, f"{key}.{i}.teacher_run", c.teacher_run)
+    return [_Candidates(c.name, c.run, c.teacher_run) for c in configs]
+
+
+def _rerank(r: _Runner, where: str, c: _Candidates, dataset: str, qids: list[str] | None, model: Path) -> Path:
+    """The student's re-ranking of candidate set ``c`` on ``qids`` (all when None): its top ``evaluate.depth``
+    scored, the rest of the first stage's list kept below; written under ``eval/<where>/<set>/``."""
+    folder = r.root / "eval" / where / c.name
+    fs_run = c.first_stage if r.dry_run else _subset_run(c.first_stage, qids, folder / "first-stage.run")
     out = folder / "student.run"
     ev = r.config.evaluate
     last = r.config.train.stages[-1]
     stage = Stage(
-        f"rerank:{target.name}",
+        f"rerank:{where}:{c.name}",
         "rerank",
-        {"dataset": target.dataset, "depth": ev.depth, "dtype": ev.dtype,
+        {"dataset": dataset, "depth": ev.depth, "dtype": ev.dtype, "tail": "first-stage",
          "max_query_length": last.max_query_length, "max_passage_length": last.max_passage_length},
-        [target.model, fs_run],
+        [model, fs_run],
         [out],
     )
 
@@ -434,9 +458,9 @@ def _rerank(r: _Runner, target: _EvalTarget) -> Path:
 
         start = time.perf_counter()
         rerank(
-            target.model,
+            model,
             fs_run,
-            dataset=target.dataset,
+            dataset=dataset,
             depth=ev.depth,
             output=out,
             dtype=ev.dtype,
@@ -445,7 +469,7 @@ def _rerank(r: _Runner, target: _EvalTarget) -> Path:
         )
         seconds = time.perf_counter() - start
         run = read_run(out)
-        pairs = sum(len(v) for v in run.values())
+        pairs = sum(min(len(v), ev.depth) for v in run.values())  # the tail below the depth is not scored
         return {"queries": len(run), "pairs": pairs, "seconds": seconds,
                 "pairs_per_s": pairs / seconds, "ms_per_query": 1000 * seconds / max(1, len(run))}
 
@@ -453,19 +477,20 @@ def _rerank(r: _Runner, target: _EvalTarget) -> Path:
     return out
 
 
-def _zero_shot(r: _Runner, name: str, dataset: str, first_stage: Path, qids: list[str] | None) -> Path | None:
-    """The untrained backbone as a bi-encoder over the evaluated candidates: what the student must beat."""
+def _zero_shot(r: _Runner, where: str, c: _Candidates, dataset: str, qids: list[str] | None) -> Path | None:
+    """The untrained backbone as a bi-encoder over the set's candidates: what the student must beat."""
     ev = r.config.evaluate
     if not ev.zero_shot:
         return None
-    folder = r.root / "eval" / name / "zero-shot"
-    fs_run = first_stage if r.dry_run or qids is None else _subset_run(first_stage, qids, folder / "first-stage.run")
+    folder = r.root / "eval" / where / c.name / "zero-shot"
+    fs_run = c.first_stage if r.dry_run or qids is None else _subset_run(c.first_stage, qids, folder / "first-stage.run")
     out = folder / "teacher.run"
     model = r.config.train.model
     # the student's passage budget: the baseline reads what the student reads (and the gated head's step 0 is it)
     max_length = r.config.train.stages[-1].max_passage_length
-    stage = Stage(f"teach:zero-shot:{name}", "teach", {"dataset": dataset, "model": model, "depth": ev.depth,
-                                                        "backend": "embedding", "max_length": max_length}, [fs_run], [out])
+    stage = Stage(f"teach:zero-shot:{where}:{c.name}", "teach",
+                  {"dataset": dataset, "model": model, "depth": ev.depth, "backend": "embedding",
+                   "max_length": max_length}, [fs_run], [out])
 
     def action():
         from rankdistill.teacher.teach import teach
@@ -477,6 +502,31 @@ def _zero_shot(r: _Runner, name: str, dataset: str, first_stage: Path, qids: lis
     return out
 
 
+def _teacher_with_tail(r: _Runner, where: str, c: _Candidates) -> Path | None:
+    """The set's teacher run with the first stage's documents it lacks kept below its own, in first-stage order.
+
+    A recorded teacher run of the top 100 of a 1000-deep first stage is then evaluated on the same list as the
+    first stage and the student; a teacher run that already holds the whole list is used as it is.
+    """
+    if c.teacher is None or r.dry_run:
+        return c.teacher
+    first, teacher = read_run(c.first_stage), read_run(c.teacher)
+    completed = {q: append_tail(ranked, (d for d, _ in first.get(q, []))) for q, ranked in teacher.items()}
+    if completed == teacher:
+        return c.teacher
+    out = r.root / "eval" / where / c.name / "teacher.run"
+    if not out.exists() or read_run(out) != completed:
+        write_run(completed, out, tag="teacher")
+    return out
+
+
+def _systems(r: _Runner, where: str, c: _Candidates, zero_shot: Path | None, student: Path) -> dict[str, Path]:
+    """A candidate set's rows: its first stage (named after it), the zero-shot backbone, the teacher, the student."""
+    systems = {c.name: c.first_stage, "zero-shot": zero_shot, "teacher": _teacher_with_tail(r, where, c),
+               "student": student}
+    return {k: v for k, v in systems.items() if v is not None}
+
+
 def _merge_runs(paths: list[Path], out: Path, tag: str) -> Path:
     merged: dict = {}
     for path in paths:
@@ -485,61 +535,98 @@ def _merge_runs(paths: list[Path], out: Path, tag: str) -> Path:
     return out
 
 
-def _evaluate_and_report(r: _Runner, name: str, dataset: str, systems: dict[str, Path],
-                         folds: dict[str, list[str]] | None) -> dict[str, dict[str, float]]:
+def _throughput(r: _Runner, name: str, sets: list[str], folds: dict[str, list[str]] | None) -> dict[str, Any]:
+    """The student's re-ranking speed per candidate set (per fold under cross-validation), the teacher's cost."""
+    out: dict[str, Any] = {}
+    for c in sets:
+        label = "student" if len(sets) == 1 else f"student ({c})"
+        if folds:
+            out[label] = {fold: r.stats.get(f"rerank:{fold}:{c}") or {} for fold in folds}
+        else:
+            out[label] = r.stats.get(f"rerank:{name}:{c}") or {}
+    teach_stats = r.stats.get(f"teach:{name}") or r.stats.get("teach:train")
+    if teach_stats:
+        out["teacher"] = spend_figures(teach_stats)
+    return out
+
+
+def _evaluate_and_report(r: _Runner, name: str, dataset: str, sets: dict[str, dict[str, Path]],
+                         folds: dict[str, list[str]] | None) -> dict[str, dict[str, Any]]:
+    """Evaluate every candidate set's rows (``eval/<name>/<set>/metrics.json``, tested against the set's first
+    stage) and write one report over all of them; returns candidate set -> its metrics.json."""
     from rankdistill.data.collection import load_collection
+    from rankdistill.evaluation.report import SUMMARY_NAME
 
     ev = r.config.evaluate
     folder = r.root / "eval" / name
     report_dir = r.root / "report" / name
     qrels_path = folder / "qrels.txt"
-    outputs = [folder / "metrics.json", report_dir / "report.md", report_dir / "report.html"]
+    outputs = [folder / c / "metrics.json" for c in sets]
+    outputs += [report_dir / "report.md", report_dir / "report.html", report_dir / SUMMARY_NAME]
     stage = Stage(
         f"evaluate:{name}", "evaluate",
-        {"dataset": dataset, "measures": ev.measures, "test": ev.test, "systems": sorted(systems)},
-        list(systems.values()), outputs,
+        {"dataset": dataset, "measures": ev.measures, "test": ev.test,
+         "candidate_sets": {c: sorted(systems) for c, systems in sets.items()}},
+        [p for systems in sets.values() for p in systems.values()], outputs,
     )
 
     def action():
         from rankdistill.evaluation.metrics import evaluate
-        from rankdistill.evaluation.report import write_report
+        from rankdistill.evaluation.report import CandidateSet, write_report
 
         coll = load_collection(dataset)
         if not coll.qrels:
             raise RankdistillError(f"{dataset} has no qrels: evaluation needs relevance judgments")
         write_qrels(coll.qrels, qrels_path)
-        names = list(systems)
-        result = evaluate([systems[n] for n in names], qrels=qrels_path, measures=ev.measures,
-                          baseline=systems["bm25"], test=ev.test, names=names)
-        with atomic_write(folder / "metrics.json") as handle:
-            json.dump(result.to_dict(per_query=True), handle, indent=2)
-        throughput = {"student": r.stats.get(f"rerank:{name}") or {}}
-        for fold in folds or {}:
-            throughput.setdefault("student-folds", {})[fold] = r.stats.get(f"rerank:{fold}") or {}
-        teach_stats = r.stats.get(f"teach:{name}") or r.stats.get("teach:train")
-        if teach_stats:
-            throughput["teacher"] = spend_figures(teach_stats)
+        means, candidate_sets = {}, []
+        for c, systems in sets.items():
+            names = list(systems)
+            result = evaluate([systems[n] for n in names], qrels=qrels_path, measures=ev.measures,
+                              baseline=systems[c], test=ev.test, names=names)
+            with atomic_write(folder / c / "metrics.json") as handle:
+                json.dump(result.to_dict(per_query=True), handle, indent=2)
+            means[c] = result.means
+            candidate_sets.append(CandidateSet(
+                c, {n: read_run(p) for n, p in systems.items()}, first_stage=c,
+                teacher="teacher" if "teacher" in systems else None, student="student",
+                zero_shot="zero-shot" if "zero-shot" in systems else None))
         write_report(
             report_dir,
-            runs={n: read_run(p) for n, p in systems.items()},
+            candidate_sets=candidate_sets,
             qrels=coll.qrels,
-            baseline="bm25",
-            teacher="teacher" if "teacher" in systems else None,
-            student="student",
-            zero_shot="zero-shot" if "zero-shot" in systems else None,
             measures=ev.measures,
-            throughput=throughput,
+            throughput=_throughput(r, name, list(sets), folds),
             config=r.config.model_dump(mode="json"),
             title=f"{r.config.name}: {name}",
             folds=folds,
+            test=ev.test,
         )
-        return {"metrics": result.means}
+        return {"metrics": means}
 
     r.run(stage, action)
     if not r.dry_run:
         r.result.report = report_dir / "report.html"
-        return json.loads((folder / "metrics.json").read_text())
+        return {c: json.loads((folder / c / "metrics.json").read_text()) for c in sets}
     return {}
+
+
+def _cv_candidates(r: _Runner, train_fs: Path, train_teacher: Path | None, qids: list[str],
+                   sources: list[_Source]) -> list[_Candidates]:
+    """``evaluate.candidates`` (each holding some of the training queries ``qids``), else each training source
+    (``train.sources``) with its teacher, else the training first stage with the training teacher."""
+    ev = r.config.evaluate
+    if not ev.candidates:
+        if sources:
+            return [_Candidates(s.name, s.first_stage, s.teacher) for s in sources]
+        return [_Candidates(first_stage_name(r.config.train.first_stage), train_fs, train_teacher)]
+    candidates = _configured_candidates(r, "evaluate.candidates", ev.candidates)
+    for i, c in enumerate(candidates):
+        if not r.dry_run and not set(read_run(c.first_stage)) & set(qids):
+            raise RankdistillError(
+                f"evaluate.candidates.{i}.run: {c.first_stage} holds none of the {len(qids)} training queries "
+                f"(e.g. {qids[:3]}); under cross-validation each candidate set ranks the training queries"
+            )
+    return candidates
 
 
 def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,
@@ -582,24 +669,26 @@ def _run_stages(r: _Runner) -> PipelineResult:
     shared = _train_shared(r, excluded)
     if ev.cross_validation:
         splits = folds_of(qids, ev.cross_validation, config.seed) if not dry_run else [[]] * ev.cross_validation
-        fold_runs: dict[str, Path] = {}
+        candidates = _cv_candidates(r, train_fs, train_teacher, qids, sources)
+        fold_runs: dict[str, list[Path]] = {c.name: [] for c in candidates}  # candidate set -> each fold's run
         fold_qids: dict[str, list[str]] = {}
         for i, test_qids in enumerate(splits, 1):
             fold = f"fold{i}"
             train_qids = sorted(set(qids) - set(test_qids))
             model = _train_student(r, fold, train_qids if not dry_run else None, train_fs, train_teacher, shared, excluded,
                                    sources)
-            target = _EvalTarget(fold, tcfg.dataset, train_fs, train_teacher, test_qids if not dry_run else None, model)
-            fold_runs[fold] = _rerank(r, target)
+            for c in candidates:  # each candidate set, re-ranked by this fold's student on this fold's test queries
+                fold_runs[c.name].append(_rerank(r, fold, c, tcfg.dataset, test_qids if not dry_run else None, model))
             fold_qids[fold] = test_qids
-        zero_shot = _zero_shot(r, "cv", tcfg.dataset, train_fs, qids)
+        zero_shots = {c.name: _zero_shot(r, "cv", c, tcfg.dataset, qids) for c in candidates}
         if dry_run:
             r.run(Stage("evaluate:cv", "evaluate", {}, [], []), lambda: None)
             return r.result
-        student = _merge_runs(list(fold_runs.values()), r.root / "eval" / "cv" / "student.run", "student")
-        systems = {"bm25": train_fs, "zero-shot": zero_shot, "teacher": train_teacher, "student": student}
-        systems = {k: v for k, v in systems.items() if v is not None}
-        r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, systems, fold_qids)
+        sets = {}
+        for c in candidates:
+            student = _merge_runs(fold_runs[c.name], r.root / "eval" / "cv" / c.name / "student.run", "student")
+            sets[c.name] = _systems(r, "cv", c, zero_shots[c.name], student)
+        r.result.metrics["cv"] = _evaluate_and_report(r, "cv", tcfg.dataset, sets, fold_qids)
         r.result.folds = fold_qids
     else:
         model = _train_student(r, "all", None, train_fs, train_teacher, shared, excluded, sources)
@@ -618,17 +707,21 @@ def _eval_set_qids(r: _Runner) -> set[str]:
     return qids
 
 
-def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[str, float]]:
-    fs = _first_stage(r, s.name, s.dataset, s.first_stage)
-    teacher = _teacher(r, s.name, s.dataset, fs, s.teacher)
-    student = _rerank(r, _EvalTarget(s.name, s.dataset, fs, teacher, None, model))
-    zero_shot = _zero_shot(r, s.name, s.dataset, fs, None)
+def _evaluate_set(r: _Runner, s: EvalSetConfig, model: Path) -> dict[str, dict[str, Any]]:
+    """Re-rank each candidate set of an evaluation set with the student (and the zero-shot backbone) and report."""
+    if s.candidates:
+        candidates = _configured_candidates(r, f"evaluate.sets.{s.name}.candidates", s.candidates)
+    else:
+        assert s.first_stage is not None  # the config gives one of the two
+        fs = _first_stage(r, s.name, s.dataset, s.first_stage)
+        candidates = [_Candidates(first_stage_name(s.first_stage), fs, _teacher(r, s.name, s.dataset, fs, s.teacher))]
+    runs = {c.name: (_rerank(r, s.name, c, s.dataset, None, model), _zero_shot(r, s.name, c, s.dataset, None))
+            for c in candidates}
     if r.dry_run:
         r.run(Stage(f"evaluate:{s.name}", "evaluate", {}, [], []), lambda: None)
         return {}
-    systems = {"bm25": fs, "zero-shot": zero_shot, "teacher": teacher, "student": student}
-    systems = {k: v for k, v in systems.items() if v is not None}
-    return _evaluate_and_report(r, s.name, s.dataset, systems, None)
+    sets = {c.name: _systems(r, s.name, c, runs[c.name][1], runs[c.name][0]) for c in candidates}
+    return _evaluate_and_report(r, s.name, s.dataset, sets, None)
 
 
 def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from rankdistill.data.trec import Qrels, Run
 from rankdistill.errors import RankdistillError
+from rankdistill.evaluation.metrics import Comparison
 
 ALPHA = 0.05
 
@@ -65,3 +66,23 @@ def ci95(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.0
     return float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
+
+
+def paired_comparisons(scores: Scores, system: str, references: Sequence[str], test: str = "ttest",
+                 alpha: float = ALPHA) -> dict[str, dict[str, Comparison]]:
+    """``system`` against each of ``references`` on every measure: reference -> measure -> test.
+
+    The paired test of ``rankdistill.evaluate`` on the per-query values, Holm-corrected across the references per
+    measure (the student is compared with the first stage, the zero-shot backbone and the teacher at once).
+    """
+    from rankdistill.evaluation.significance import holm, paired_p_value
+
+    refs = [r for r in references if r != system]
+    out: dict[str, dict[str, Comparison]] = {r: {} for r in refs}
+    qids = scores.qids
+    for m in scores.measures:
+        values = [scores.per_query[system][m][q] for q in qids]
+        p_values = [paired_p_value(values, [scores.per_query[r][m][q] for q in qids], test) for r in refs]
+        for ref, p, p_corr in zip(refs, p_values, holm(p_values)):
+            out[ref][m] = Comparison(scores.means[system][m] - scores.means[ref][m], p, p_corr, p_corr < alpha)
+    return out

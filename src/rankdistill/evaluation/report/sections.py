@@ -18,7 +18,7 @@ from rankdistill.data.trec import Qrels, Run
 from rankdistill.errors import RankdistillError
 from rankdistill.evaluation.metrics import MARK_BETTER, MARK_WORSE
 from rankdistill.evaluation.report.render import Block, Figure, Raw, number, plain, pvalue, table
-from rankdistill.evaluation.report.scores import ALPHA, Scores, ci95, score
+from rankdistill.evaluation.report.scores import ALPHA, Scores, ci95, paired_comparisons, score
 
 TEST_NAMES = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 THROUGHPUT_LABELS = {
@@ -59,12 +59,12 @@ class Systems:
 
 
 def systems(runs: Mapping[str, Run], qrels: Qrels, *, baseline: str, teacher: str | None, student: str | None,
-            zero_shot: str | None, measures: Sequence[str], test: str) -> Systems:
+            zero_shot: str | None, measures: Sequence[str], test: str, baseline_role: str = "baseline") -> Systems:
     """Order the systems (baseline, zero-shot, teacher, student, then the rest), give each a role and a colour,
-    and score them."""
+    and score them. ``baseline_role`` is ``first stage`` when the baseline is the run the others re-rank."""
     from rankdistill.evaluation import plots
 
-    roles = {baseline: "baseline"}
+    roles = {baseline: baseline_role}
     if teacher:
         roles[teacher] = "teacher"
     if student:
@@ -122,10 +122,10 @@ def effectiveness(s: Systems) -> list[Block]:
     blocks: list[Block] = [
         "## Effectiveness",
         (f"Mean over the {len(scores.qids)} judged queries (a query a run lacks counts 0). {MARK_BETTER} / {MARK_WORSE}: "
-         f"significantly better / worse than the baseline `{s.baseline}` "
+         f"significantly better / worse than the {s.roles[s.baseline]} `{s.baseline}` "
          f"({TEST_NAMES[s.test]}, Holm–Bonferroni correction across the {compared} compared system"
          f"{'s' if compared != 1 else ''} per measure, α = {ALPHA}). "
-         f"W/T/L: queries where the system's {primary} is higher/equal/lower than the baseline's."),
+         f"W/T/L: queries where the system's {primary} is higher/equal/lower than the {s.roles[s.baseline]}'s."),
         _effectiveness_table(s, scores),
     ]
     if compared:
@@ -159,6 +159,64 @@ def _effectiveness_table(s: Systems, scores: Scores) -> str:
         rows.append(row)
     header = ["system", "role", *scores.measures, f"W/T/L ({primary})"]
     return table(header, rows, "ll" + "r" * (len(header) - 2))
+
+
+# ----------------------------------------------------------------------------------------------- paired tests
+
+
+def student_references(s: Systems) -> list[str]:
+    """What the student is tested against: the first stage (baseline), the zero-shot backbone, the teacher."""
+    if not s.student:
+        return []
+    return [r for r in dict.fromkeys((s.baseline, s.zero_shot, s.teacher)) if r and r != s.student]
+
+
+def paired_tests(s: Systems) -> list[Block]:
+    """The student against each system it must beat, on every measure, Holm-corrected across those comparisons."""
+    refs = student_references(s)
+    if not refs:
+        return []
+    tests = paired_comparisons(s.scores, s.student, refs, s.test)
+    return [
+        "## Paired tests of the student",
+        (f"Δ: the student's mean minus the other system's; p: {TEST_NAMES[s.test]} on the per-query values, "
+         f"Holm–Bonferroni-corrected across the {len(refs)} comparison{'s' if len(refs) != 1 else ''} per measure; "
+         f"{MARK_BETTER} / {MARK_WORSE}: the student is significantly better / worse (α = {ALPHA})."),
+        table(["comparison", *s.scores.measures], [_paired_row(s, ref, tests[ref]) for ref in refs]),
+    ]
+
+
+def _paired_row(s: Systems, ref: str, by_measure: Mapping[str, Any], lead: Sequence[str] = ()) -> list[str]:
+    return [*lead, f"{s.student} − {ref} ({s.roles.get(ref, '')})",
+            *(f"{c.delta:+.4f}{c.mark} (p {pvalue(c.p_corrected)})" for c in (by_measure[m] for m in s.scores.measures))]
+
+
+def candidate_overview(sets: Sequence[tuple[str, Systems]]) -> list[Block]:
+    """Every candidate set's rows (first stage, zero-shot backbone, teacher, student) and the student's paired tests,
+    side by side: what re-ranking each first stage gives."""
+    measures = sets[0][1].scores.measures
+    rows, paired = [], []
+    for name, s in sets:
+        for system in s.names:
+            marks = [f"{s.scores.means[system][m]:.4f}" + (f" {mk}" if (mk := s.scores.mark(system, m)) else "")
+                     for m in measures]
+            rows.append([name, system, s.roles.get(system, ""), *marks])
+        refs = student_references(s)
+        tests = paired_comparisons(s.scores, s.student, refs, s.test) if refs else {}
+        paired += [_paired_row(s, ref, tests[ref], lead=[name]) for ref in refs]
+    blocks: list[Block] = [
+        "## Candidate sets",
+        (f"Each candidate set is a first-stage run whose top documents were re-ranked; every row of a set is over "
+         f"that set's candidates, with the rest of its list kept below the re-ranked depth. {MARK_BETTER} / "
+         f"{MARK_WORSE}: significantly better / worse than the set's first stage (Holm–Bonferroni across the set's "
+         f"systems per measure, α = {ALPHA})."),
+        table(["candidate set", "system", "role", *measures], rows, "lll" + "r" * len(measures)),
+    ]
+    if paired:
+        blocks += [f"The student's paired tests in each set ({TEST_NAMES[sets[0][1].test]}, Holm–Bonferroni across "
+                   "the set's comparisons per measure; Δ and corrected p):",
+                   table(["candidate set", "comparison", *measures], paired, "ll" + "r" * len(measures))]
+    return blocks
 
 
 # ----------------------------------------------------------------------------------------------- per-query
