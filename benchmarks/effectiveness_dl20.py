@@ -97,13 +97,16 @@ def main() -> None:
     wall, cpu = time.perf_counter(), _cpu_seconds()
     result = pipeline(config)
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
-    summary = result.metrics["cv"]
+    candidate = next(iter(result.metrics["cv"]))  # the first candidate set (the demo's: its BM25 run)
+    summary = result.metrics["cv"][candidate]
     folds = result.folds
     qids = sorted(q for fold in folds.values() for q in fold)
-    per_query = {s: summary["runs"][s]["per_query"]["nDCG@10"] for s in SYSTEMS if s in summary["runs"]}
+    # the first stage's row is named after its run (e.g. bm25-top100); here it is "bm25"
+    names = {"bm25": candidate, "zero-shot": "zero-shot", "teacher": "teacher", "student": "student"}
+    per_query = {s: summary["runs"][names[s]]["per_query"]["nDCG@10"] for s in SYSTEMS if names[s] in summary["runs"]}
 
-    eval_dir = args.out / "eval" / "cv"
-    qrels = read_qrels(eval_dir / "qrels.txt")
+    eval_dir = args.out / "eval" / "cv" / candidate
+    qrels = read_qrels(eval_dir.parent / "qrels.txt")
     runs = {"bm25": read_run(eval_dir / "zero-shot" / "first-stage.run"),
             "zero-shot": read_run(eval_dir / "zero-shot" / "teacher.run"), "student": read_run(eval_dir / "student.run")}
     for name, weights in FUSIONS.items():

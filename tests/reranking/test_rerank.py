@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -284,3 +285,31 @@ def test_rerank_keeps_the_first_stage_tail_below_the_reranked_top(model_dir, fil
     # a run cut at the depth would have lost the tail's relevant documents: R@100 = (1/3 + 0) / 2
     cut = {q: docs[:2] for q, docs in out.items()}
     assert evaluate({"cut": cut}, qrels=qrels, measures=["R@100"]).means["cut"]["R@100"] == pytest.approx(1 / 6)
+
+
+def test_fusion_sums_zscores_by_hand():
+    from rankdistill.reranking.fusion import fuse_with_first_stage
+
+    # model z: mean 2, std sqrt(2/3) -> (-1, 0, 1)/0.8165; first stage z of (10, 30, 20) -> (-1, 1, 0)/0.8165
+    fused = dict(fuse_with_first_stage([("a", 1.0), ("b", 2.0), ("c", 3.0)], [("a", 10.0), ("b", 30.0), ("c", 20.0)], 0.5))
+    s = 1 / math.sqrt(2 / 3)
+    assert fused == pytest.approx({"a": -1.5 * s, "b": 0.5 * s, "c": 1.0 * s})
+    with pytest.raises(RankdistillError, match="fuse_first_stage"):
+        fuse_with_first_stage([("a", 1.0)], [("a", 1.0)], -1)
+    with pytest.raises(RankdistillError, match="no score for"):
+        fuse_with_first_stage([("a", 1.0)], [("b", 1.0)], 1.0)
+
+
+def test_rerank_fused_with_a_dominant_first_stage_keeps_its_order(model_dir, files, tmp_path):
+    from rankdistill.reranking.fusion import fuse_with_first_stage
+
+    plain = read_run(rerank(model_dir, files["run"], queries=files["queries"], corpus=files["corpus"], depth=3,
+                            output=tmp_path / "plain.run", dtype="float32", progress=False))
+    fused = read_run(rerank(model_dir, files["run"], queries=files["queries"], corpus=files["corpus"], depth=3,
+                            output=tmp_path / "fused.run", dtype="float32", fuse_first_stage=1e6, progress=False))
+    assert [d for d, _ in fused["q1"]] == [d for d, _ in RUN["q1"]]  # the run's own order, tail included
+    half = read_run(rerank(model_dir, files["run"], queries=files["queries"], corpus=files["corpus"], depth=3,
+                           output=tmp_path / "half.run", dtype="float32", fuse_first_stage=0.5, progress=False))
+    expected = dict(fuse_with_first_stage(plain["q1"][:3], RUN["q1"][:3], 0.5))  # the model's scores, fused by hand
+    assert dict(half["q1"][:3]) == pytest.approx(expected, abs=1e-6)
+    assert [d for d, _ in half["q1"][:3]] == sorted(expected, key=lambda d: -expected[d])

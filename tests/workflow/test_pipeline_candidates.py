@@ -209,3 +209,20 @@ def test_candidate_run_of_other_queries_is_refused_before_training(setup, tmp_pa
     with pytest.raises(RankdistillError, match=r"evaluate.candidates.0.run: .*other.run holds none of the 6 training "
                                                r"queries .*each candidate set ranks the training queries"):
         pipeline(path)
+
+
+def test_fusion_row_ranks_the_students_top_by_summed_zscores_and_keeps_the_tail(setup):
+    from rankdistill.reranking.fusion import fuse_with_first_stage
+
+    root, data, model = setup
+    result = pipeline(_config(root, data, model, {"cross_validation": 2, "fuse_first_stage": 0.5}))
+    name = next(iter(result.metrics["cv"]))
+    assert "student+first-stage" in result.metrics["cv"][name]["runs"]
+    folder = root / "out" / "eval" / "cv" / name
+    student, fused = read_run(folder / "student.run"), read_run(folder / "student+first-stage.run")
+    first = read_run(root / "bm25-top12.run")
+    for q, docs in student.items():
+        expected = dict(fuse_with_first_stage(docs[:DEPTH], first[q], 0.5))
+        assert dict(fused[q][:DEPTH]) == pytest.approx(expected)
+        assert [d for d, _ in fused[q][:DEPTH]] == sorted(expected, key=lambda d: -expected[d])
+        assert [d for d, _ in fused[q][DEPTH:]] == [d for d, _ in docs[DEPTH:]]  # the tail as the student's run has it

@@ -145,9 +145,10 @@ def test_pipeline_sigkilled_in_every_stage_ends_with_an_uninterrupted_runs_figur
     assert last.returncode == 0, last.stderr[-3000:]
     _no_half_written_file(out)
 
-    for name in ("eval/cv/student.run", "train/teacher/teacher.run", "eval/cv/zero-shot/teacher.run"):
+    # the candidate set is named after the first-stage run file ("run")
+    for name in ("eval/cv/run/student.run", "train/teacher/teacher.run", "eval/cv/run/zero-shot/teacher.run"):
         assert (out / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
-    metrics, expected = (_figures(json.loads((root / "eval/cv/metrics.json").read_text()))
+    metrics, expected = (_figures(json.loads((root / "eval/cv/run/metrics.json").read_text()))
                          for root in (out, tmp_path / "reference"))
     assert metrics == expected and metrics["runs"]["student"]["per_query"]  # every figure, to the last digit
     log = json.loads((out / "students" / "fold1" / "model-distill" / "training_log.json").read_text())

@@ -42,6 +42,7 @@ def rerank_command(
                      "costs 12-35 s per process; on CPU slower than the default for BERT-family models."),
     ] = False,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Run tag (default rankdistill-<model name>).")] = None,
+    fuse_first_stage: Annotated[float, typer.Option("--fuse-first-stage", min=0.0, help="Rank by z(model) + W * z(run's score) per query; 0: the model alone.")] = 0.0,
     config: ConfigOpt = None,
 ) -> None:
     """Re-rank RUN's top-k with a cross-encoder. Shard with: torchrun --standalone --nproc-per-node N -m rankdistill -- rerank ..."""
@@ -55,6 +56,7 @@ def rerank_command(
         model=model, run=run, output=output, dataset=dataset, queries=queries, corpus=corpus, fix_encoding=fix_encoding,
         depth=depth, dtype=dtype, batch_tokens=batch_tokens, max_query_length=max_query_length,
         max_passage_length=max_passage_length, device=device, compile=compile, tag=tag,
+        fuse_first_stage=fuse_first_stage,
     )
     values = merge_config(ctx, config, flags, path_keys=PATH_KEYS)
     if config is not None and model is None:

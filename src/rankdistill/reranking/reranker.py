@@ -60,6 +60,7 @@ def rerank(
     compile: bool = False,
     tag: str | None = None,
     fix_encoding: bool = False,
+    fuse_first_stage: float = 0.0,
     progress: bool = True,
 ) -> Path:
     """Score the top-``depth`` candidates of every query in ``run`` and write the re-ranked run to ``output``.
@@ -86,6 +87,8 @@ def rerank(
             BERT-family models).
         tag: the run tag (default ``rankdistill-<model name>``).
         fix_encoding: repair MS MARCO mojibake in file corpora as ir_datasets does.
+        fuse_first_stage: above 0, rank the top by z(model score) + this weight * z(run's score), per query
+            (:mod:`~rankdistill.reranking.fusion`); 0 (the default) ranks by the model alone.
         progress: show a progress bar.
 
     Returns:
@@ -96,6 +99,7 @@ def rerank(
             or the model does not load (see :class:`~rankdistill.reranking.scorer.CrossEncoderScorer`).
     """
     from rankdistill.data.collection import load_collection
+    from rankdistill.reranking.fusion import fuse_with_first_stage
     from rankdistill.reranking.scorer import CrossEncoderScorer
 
     if depth is not None and depth < 1:
@@ -114,7 +118,12 @@ def rerank(
         max_passage_length=max_passage_length, compile=compile,
     )
     label = f"re-rank {scorer.dtype}" + (f" shard {rank + 1}/{world}" if world > 1 else "")
-    scored = run_from_scores(_score(scorer, {qid: candidates[qid] for qid in qids}, collection.queries, texts, label, progress))
+    if fuse_first_stage:
+        fuse_with_first_stage([], [], fuse_first_stage)  # a bad weight fails before the model scores
+    scored = _score(scorer, {qid: candidates[qid] for qid in qids}, collection.queries, texts, label, progress)
+    if fuse_first_stage:
+        scored = {qid: fuse_with_first_stage(docs, candidates[qid], fuse_first_stage) for qid, docs in scored.items()}
+    scored = run_from_scores(scored)
     result = {qid: append_tail(ranked, (docid for docid, _ in full[qid][depth:])) for qid, ranked in scored.items()}
     output = Path(output)
     tag = tag or _default_tag(model)

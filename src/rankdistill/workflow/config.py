@@ -176,7 +176,7 @@ class TrainConfig(_Strict):
 
 
 # Names of the systems a candidate set's report rows add to its first stage; a candidate set may not take one.
-RERANKED_SYSTEMS = ("zero-shot", "teacher", "student")
+RERANKED_SYSTEMS = ("zero-shot", "teacher", "student", "student+first-stage")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
@@ -244,6 +244,11 @@ class EvaluateConfig(_Strict):
         True,
         description="Also re-rank the same candidates with the untrained backbone used as a bi-encoder (cosine of "
         "mean-pooled embeddings): the baseline that shows what distillation added.",
+    )
+    fuse_first_stage: float | None = Field(
+        None, ge=0,
+        description="Also report the row student+first-stage: each query's top ranked by z(student) + this weight "
+        "* z(first-stage score) (rankdistill.reranking.fusion); the student's own row stays.",
     )
 
     @field_validator("measures")

@@ -523,8 +523,33 @@ def _teacher_with_tail(r: _Runner, where: str, c: _Candidates) -> Path | None:
 def _systems(r: _Runner, where: str, c: _Candidates, zero_shot: Path | None, student: Path) -> dict[str, Path]:
     """A candidate set's rows: its first stage (named after it), the zero-shot backbone, the teacher, the student."""
     systems = {c.name: c.first_stage, "zero-shot": zero_shot, "teacher": _teacher_with_tail(r, where, c),
-               "student": student}
+               "student": student, "student+first-stage": _fused(r, where, c, student)}
     return {k: v for k, v in systems.items() if v is not None}
+
+
+def _fused(r: _Runner, where: str, c: _Candidates, student: Path) -> Path | None:
+    """``evaluate.fuse_first_stage``: the student's top fused with the first stage's scores, the tail kept."""
+    weight = r.config.evaluate.fuse_first_stage
+    if weight is None or r.dry_run:
+        return None
+    out = r.root / "eval" / where / c.name / "student+first-stage.run"
+    stage = Stage(f"fuse:{where}:{c.name}", "evaluate", {"weight": weight, "depth": r.config.evaluate.depth},
+                  [student, c.first_stage], [out])
+
+    def action():
+        from rankdistill.reranking.fusion import fuse_with_first_stage
+
+        depth = r.config.evaluate.depth
+        first = read_run(c.first_stage)
+        fused = {}
+        for qid, docs in read_run(student).items():
+            top = fuse_with_first_stage(docs[:depth], first[qid], weight)
+            fused[qid] = append_tail(sorted(top, key=lambda item: -item[1]), (d for d, _ in docs[depth:]))
+        write_run(fused, out, tag="student+first-stage")
+        return {"queries": len(fused), "weight": weight}
+
+    r.run(stage, action)
+    return out
 
 
 def _merge_runs(paths: list[Path], out: Path, tag: str) -> Path:
