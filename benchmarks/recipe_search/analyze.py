@@ -8,8 +8,6 @@ import ir_measures
 import numpy as np
 from scipy.stats import ttest_rel
 
-import sys
-from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exp import D, EVAL, HERE
 from rankdistill.data.trec import read_qrels, read_run

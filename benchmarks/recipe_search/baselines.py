@@ -7,7 +7,6 @@ from rankdistill.data.trec import read_qrels, read_run
 from rankdistill.teacher.teach import teach
 
 import sys
-from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exp import D, DATASET, HERE
 

@@ -48,3 +48,19 @@ PASSAGES = {
     "d5": "Two, three, four, five: what a good day for a test.",
     "d6": "Law and court data for the state, one record a year.",
 }
+
+
+def write_dl20_subset(dl20: Path, data: Path, qids: list[str], docids: set[str]) -> Path:
+    """``data``/queries.tsv, corpus.tsv and qrels.txt of the shared DL20 files, cut to ``qids`` and ``docids``:
+    a dataset folder small enough for a pipeline test on real text."""
+    from rankdistill.data.trec import read_qrels, write_qrels
+
+    queries = dict(line.split("\t", 1) for line in (dl20 / "queries.tsv").read_text().splitlines())
+    (data / "queries.tsv").write_text("".join(f"{q}\t{queries[q]}\n" for q in qids))
+    with (data / "corpus.tsv").open("w") as handle:
+        for line in (dl20 / "passages.tsv").read_text().splitlines():
+            if line.split("\t", 1)[0] in docids:
+                handle.write(line + "\n")
+    qrels = read_qrels(dl20 / "qrels.txt")
+    write_qrels({q: qrels[q] for q in qids}, data / "qrels.txt")
+    return data

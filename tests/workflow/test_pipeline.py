@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.data import write_dl20_subset
 from helpers.tiny import tiny_encoder_dir
 
 from rankdistill.workflow.runner import pipeline
-from rankdistill.data.trec import read_qrels, read_run, write_qrels, write_run
+from rankdistill.data.trec import read_run, write_run
 
 N_QUERIES, DEPTH = 6, 12
 
@@ -27,14 +28,7 @@ def tiny_setup(dl20, tmp_path_factory):
     docids = {d for q in qids for d, _ in bm25[q]}
     teacher_full = read_run(dl20 / "rankvicuna-7b.run")
     teacher = {q: [(d, s) for d, s in teacher_full[q] if d in {x for x, _ in bm25[q]}] for q in qids}
-    queries = dict(line.split("\t", 1) for line in (dl20 / "queries.tsv").read_text().splitlines())
-    (data / "queries.tsv").write_text("".join(f"{q}\t{queries[q]}\n" for q in qids))
-    with (data / "corpus.tsv").open("w") as handle:
-        for line in (dl20 / "passages.tsv").read_text().splitlines():
-            if line.split("\t", 1)[0] in docids:
-                handle.write(line + "\n")
-    qrels = read_qrels(dl20 / "qrels.txt")
-    write_qrels({q: qrels[q] for q in qids}, data / "qrels.txt")
+    write_dl20_subset(dl20, data, qids, docids)
     write_run(bm25, root / "bm25.run", tag="bm25")
     write_run(teacher, root / "teacher.run", tag="teacher")
     model = tiny_encoder_dir(root / "tiny-model")

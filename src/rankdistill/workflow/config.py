@@ -118,7 +118,7 @@ class TrainConfig(_Strict):
     teacher: TeacherConfig | None = None
     sources: list[TrainSourceConfig] | None = Field(
         None, min_length=1, description="Several (first_stage, teacher) pairs instead of first_stage and teacher; "
-        "cross-validation evaluates on the first source's candidates."
+        "under cross-validation every source is a candidate set of the evaluation (unless evaluate.candidates)."
     )
     merge: Merge = Field("none", description="With sources: none = one list per source and query; rrf = one fused "
                                              "list per query (reciprocal rank fusion of the teacher runs).")

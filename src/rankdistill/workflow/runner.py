@@ -674,7 +674,7 @@ def _run_stages(r: _Runner) -> PipelineResult:
         for s in config.evaluate.sets:
             _check_dataset(r, f"evaluate.sets.{s.name}.dataset", s.dataset)
     sources = _train_sources(r, tcfg)
-    if sources:  # the first source's candidates are the cross-validation folds' baseline, teacher and re-ranking
+    if sources:  # the first source's runs give the query ids; every source is a candidate set (_cv_candidates)
         train_fs, train_teacher = sources[0].first_stage, sources[0].teacher
     else:
         train_fs = _first_stage(r, "train", tcfg.dataset, tcfg.first_stage)
