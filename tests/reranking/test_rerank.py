@@ -298,6 +298,8 @@ def test_fusion_sums_zscores_by_hand():
         fuse_with_first_stage([("a", 1.0)], [("a", 1.0)], -1)
     with pytest.raises(RankdistillError, match="no score for"):
         fuse_with_first_stage([("a", 1.0)], [("b", 1.0)], 1.0)
+    with pytest.raises(RankdistillError, match="fuse_first_stage"):  # refused before any data or model is read
+        rerank("no-such-model", {"q": [("d", 1.0)]}, output="unused.run", fuse_first_stage=float("nan"))
 
 
 def test_rerank_fused_with_a_dominant_first_stage_keeps_its_order(model_dir, files, tmp_path):

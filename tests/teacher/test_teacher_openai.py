@@ -13,7 +13,6 @@ import secrets
 import sys
 import time
 from email.utils import formatdate
-from pathlib import Path
 
 import pytest
 

@@ -99,11 +99,12 @@ def rerank(
             or the model does not load (see :class:`~rankdistill.reranking.scorer.CrossEncoderScorer`).
     """
     from rankdistill.data.collection import load_collection
-    from rankdistill.reranking.fusion import fuse_with_first_stage
+    from rankdistill.reranking.fusion import check_weight, fuse_ranking
     from rankdistill.reranking.scorer import CrossEncoderScorer
 
     if depth is not None and depth < 1:
         raise RankdistillError(f"depth must be at least 1, got {depth}")
+    check_weight(fuse_first_stage)
     run_name = str(run) if not isinstance(run, Mapping) else "the given run"
     full: Run = read_run(run) if not isinstance(run, Mapping) else {qid: list(docs) for qid, docs in run.items()}
     candidates: Run = top_k(full, depth)
@@ -118,13 +119,12 @@ def rerank(
         max_passage_length=max_passage_length, compile=compile,
     )
     label = f"re-rank {scorer.dtype}" + (f" shard {rank + 1}/{world}" if world > 1 else "")
-    if fuse_first_stage:
-        fuse_with_first_stage([], [], fuse_first_stage)  # a bad weight fails before the model scores
     scored = _score(scorer, {qid: candidates[qid] for qid in qids}, collection.queries, texts, label, progress)
     if fuse_first_stage:
-        scored = {qid: fuse_with_first_stage(docs, candidates[qid], fuse_first_stage) for qid, docs in scored.items()}
-    scored = run_from_scores(scored)
-    result = {qid: append_tail(ranked, (docid for docid, _ in full[qid][depth:])) for qid, ranked in scored.items()}
+        result = {qid: fuse_ranking(docs, candidates[qid], fuse_first_stage, (d for d, _ in full[qid][depth:]))
+                  for qid, docs in scored.items()}
+    else:
+        result = {qid: append_tail(ranked, (d for d, _ in full[qid][depth:])) for qid, ranked in run_from_scores(scored).items()}
     output = Path(output)
     tag = tag or _default_tag(model)
     if world == 1:

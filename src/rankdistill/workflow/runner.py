@@ -537,14 +537,12 @@ def _fused(r: _Runner, where: str, c: _Candidates, student: Path) -> Path | None
                   [student, c.first_stage], [out])
 
     def action():
-        from rankdistill.reranking.fusion import fuse_with_first_stage
+        from rankdistill.reranking.fusion import fuse_ranking
 
         depth = r.config.evaluate.depth
         first = read_run(c.first_stage)
-        fused = {}
-        for qid, docs in read_run(student).items():
-            top = fuse_with_first_stage(docs[:depth], first[qid], weight)
-            fused[qid] = append_tail(sorted(top, key=lambda item: -item[1]), (d for d, _ in docs[depth:]))
+        fused = {qid: fuse_ranking(docs[:depth], first[qid], weight, (d for d, _ in docs[depth:]))
+                 for qid, docs in read_run(student).items()}
         write_run(fused, out, tag="student+first-stage")
         return {"queries": len(fused), "weight": weight}
 
