@@ -20,6 +20,7 @@ LAYERS = [
     {"training", "reranking"},
     {"serving"},
     {"workflow"},
+    {"studies"},
     {"commands", "cli", "__main__", "__init__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

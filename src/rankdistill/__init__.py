@@ -33,6 +33,7 @@ _API = {
     "rerank": "reranking.reranker",
     "evaluate": "evaluation.metrics",
     "pipeline": "workflow.runner",
+    "study": "studies.runner",
     "serve": "serving.app",
     "export": "serving.onnx",
 }

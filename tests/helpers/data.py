@@ -64,3 +64,22 @@ def write_dl20_subset(dl20: Path, data: Path, qids: list[str], docids: set[str])
     qrels = read_qrels(dl20 / "qrels.txt")
     write_qrels({q: qrels[q] for q in qids}, data / "qrels.txt")
     return data
+
+
+def write_tiny_dl20(dl20: Path, root: Path, queries: int, depth: int) -> tuple[Path, Path, Path]:
+    """The first ``queries`` DL20 queries with their BM25 top-``depth`` (``root/bm25.run``), RankVicuna's order of
+    exactly those passages (``root/teacher.run``) and their dataset folder (``root/data``): a pipeline's smallest
+    real training data. Returns (data folder, BM25 run, teacher run)."""
+    from rankdistill.data.trec import read_run, write_run
+
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    bm25 = read_run(dl20 / "bm25-top100.run", depth=depth)
+    qids = sorted(bm25)[:queries]
+    bm25 = {q: bm25[q] for q in qids}
+    vicuna = read_run(dl20 / "rankvicuna-7b.run")
+    teacher = {q: [(d, s) for d, s in vicuna[q] if d in {x for x, _ in bm25[q]}] for q in qids}
+    write_dl20_subset(dl20, data, qids, {d for q in qids for d, _ in bm25[q]})
+    write_run(bm25, root / "bm25.run", tag="bm25")
+    write_run(teacher, root / "teacher.run", tag="teacher")
+    return data, root / "bm25.run", root / "teacher.run"

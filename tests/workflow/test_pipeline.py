@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.data import write_dl20_subset
+from helpers.data import write_tiny_dl20
 from helpers.tiny import tiny_encoder_dir
 
 from rankdistill.workflow.runner import pipeline
-from rankdistill.data.trec import read_run, write_run
+from rankdistill.data.trec import read_run
 
 N_QUERIES, DEPTH = 6, 12
 
@@ -20,17 +20,7 @@ N_QUERIES, DEPTH = 6, 12
 def tiny_setup(dl20, tmp_path_factory):
     """A folder collection with 6 DL20 queries and their BM25 top-12, the RankVicuna ranking of those."""
     root = tmp_path_factory.mktemp("tiny-pipeline")
-    data = root / "data"
-    data.mkdir()
-    bm25 = read_run(dl20 / "bm25-top100.run", depth=DEPTH)
-    qids = sorted(bm25)[:N_QUERIES]
-    bm25 = {q: bm25[q] for q in qids}
-    docids = {d for q in qids for d, _ in bm25[q]}
-    teacher_full = read_run(dl20 / "rankvicuna-7b.run")
-    teacher = {q: [(d, s) for d, s in teacher_full[q] if d in {x for x, _ in bm25[q]}] for q in qids}
-    write_dl20_subset(dl20, data, qids, docids)
-    write_run(bm25, root / "bm25.run", tag="bm25")
-    write_run(teacher, root / "teacher.run", tag="teacher")
+    data, _, _ = write_tiny_dl20(dl20, root, N_QUERIES, DEPTH)
     model = tiny_encoder_dir(root / "tiny-model")
     return root, data, model
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-EVENT_STYLES = {"plan": "cyan", "up to date": "green", "running": "bold cyan", "missing": "yellow", "note": ""}
+EVENT_STYLES = {"plan": "cyan", "up to date": "green", "reused": "green", "running": "bold cyan", "missing": "yellow", "note": ""}
 
 
 def pipeline_command(

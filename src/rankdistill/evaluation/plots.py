@@ -22,7 +22,7 @@ CONTRAST = "#009E73"  # bars of a student-minus-teacher difference
 DPI = 100
 
 
-def _png(fig: Figure) -> bytes:
+def to_png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     # No "Software"/date metadata: the same data gives the same bytes.
@@ -68,7 +68,7 @@ def system_bars(
     ax.set_ylabel(measure)
     ax.set_title(f"{measure} per system (whiskers: 95% CI of the mean)", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
+    return to_png(fig)
 
 
 def query_deltas(
@@ -98,7 +98,7 @@ def query_deltas(
         ax.set_title(title, fontsize=10)
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    return _png(fig)
+    return to_png(fig)
 
 
 def agreement_histograms(taus: Sequence[float], overlaps: Sequence[float], tau_k: int, overlap_k: int) -> bytes:
@@ -128,7 +128,7 @@ def agreement_histograms(taus: Sequence[float], overlaps: Sequence[float], tau_k
     for ax in (left, right):
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    return _png(fig)
+    return to_png(fig)
 
 
 def fold_bars(table: Mapping[str, Mapping[str, float]], colour: Mapping[str, str], measure: str) -> bytes:
@@ -151,4 +151,4 @@ def fold_bars(table: Mapping[str, Mapping[str, float]], colour: Mapping[str, str
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{measure} per fold", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
+    return to_png(fig)

@@ -122,6 +122,10 @@ class TrainConfig(_Strict):
     )
     merge: Merge = Field("none", description="With sources: none = one list per source and query; rrf = one fused "
                                              "list per query (reciprocal rank fusion of the teacher runs).")
+    queries: int | None = Field(
+        None, gt=0, description="Train on only this many of the training queries (per fold under cross-validation; "
+        "a seeded sample, each smaller sample inside the larger): how many LLM-ranked queries a student needs."
+    )
     model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
     head: HeadName = Field("cls", description="The student's scoring head on the backbone.")
     stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)

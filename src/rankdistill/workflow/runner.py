@@ -36,6 +36,7 @@ from rankdistill.workflow.config import (
     TrainStageConfig,
     load_config,
 )
+from rankdistill.workflow.cache import StepCache
 from rankdistill.workflow.manifest import Stage
 
 STAGE_KINDS = ("retrieve", "teach", "build", "train", "rerank", "evaluate")
@@ -55,6 +56,9 @@ class PipelineResult:
     metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     folds: dict[str, list[str]] = field(default_factory=dict)  # cross-validation: fold -> its test query ids
     report: Path | None = None
+    reused: list[str] = field(default_factory=list)  # steps whose outputs came from a study's step cache
+    # step id -> {"seconds", "cpu_seconds"} of the work behind it (run now, earlier, or in another variant)
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,8 +90,10 @@ def folds_of(qids: list[str], k: int, seed: int) -> list[list[str]]:
 
 
 class _Runner:
-    def __init__(self, config: PipelineConfig, from_stage: str | None, dry_run: bool, on_event: EventHandler | None = None):
+    def __init__(self, config: PipelineConfig, from_stage: str | None, dry_run: bool, on_event: EventHandler | None = None,
+                 cache: StepCache | None = None):
         self.config = config
+        self.cache = cache
         self.on_event = on_event
         self.root = Path(config.output)
         self.dry_run = dry_run
@@ -113,6 +119,16 @@ class _Runner:
             self.result.skipped.append(stage.id)
             saved = json.loads(stage.manifest_path(self.root).read_text())
             self.stats[stage.id] = saved.get("stats", {})
+            self.result.costs[stage.id] = _cost(saved)
+            return
+        cached = self.cache.fetch(stage) if self.cache is not None and stage.kind not in self.force else None
+        if cached is not None:  # the same step, on the same inputs, finished in another variant of a study
+            self.notify("reused", stage.id)
+            self.stats[stage.id] = cached["stats"]
+            stage.record(self.root, cached["seconds"], {"stats": cached["stats"], "cpu_seconds": cached["cpu_seconds"],
+                                                        "reused": True})
+            self.result.reused.append(stage.id)
+            self.result.costs[stage.id] = _cost(cached)
             return
         self.notify("running", stage.id)
         # an earlier run that began this stage with the same config and inputs and never finished it
@@ -121,17 +137,26 @@ class _Runner:
         self.resuming = started.exists() and started.read_text() == json.dumps(fingerprint)
         with atomic_write(started) as handle:
             handle.write(json.dumps(fingerprint))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         extra = action() or {}
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         self.stats[stage.id] = {**extra, "seconds": seconds}
-        stage.record(self.root, seconds, {"stats": extra})
+        stage.record(self.root, seconds, {"stats": extra, "cpu_seconds": round(cpu_seconds, 3)})
+        if self.cache is not None:
+            self.cache.store(stage, {"stats": extra, "seconds": seconds, "cpu_seconds": cpu_seconds})
         self._started_path(stage).unlink(missing_ok=True)
         self.result.ran.append(stage.id)
+        self.result.costs[stage.id] = {"seconds": seconds, "cpu_seconds": cpu_seconds}
 
     def _started_path(self, stage: Stage) -> Path:
         return stage.manifest_path(self.root).with_suffix(".started")
 
+
+
+def _cost(saved: dict[str, Any]) -> dict[str, float]:
+    """A finished step's wall and CPU seconds (CPU: every thread of the process; older manifests have wall only)."""
+    seconds = float(saved.get("seconds", 0.0))
+    return {"seconds": seconds, "cpu_seconds": float(saved.get("cpu_seconds", seconds))}
 
 
 def _dump(model) -> Any:
@@ -394,6 +419,9 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
     if not remaining:
         return Path(model)
     folder.mkdir(parents=True, exist_ok=True)
+    if cfg.queries is not None and not r.dry_run:
+        qids = _fewer_queries(qids if qids is not None else sorted(read_run(teacher or first_stage)), cfg.queries,
+                              r.config.seed)
     fs_run = first_stage if r.dry_run else _subset_run(first_stage, qids, folder / "first-stage.train.run")
     teacher_run = None
     if teacher is not None:
@@ -425,6 +453,13 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
             r.run(build_stage, do_build)
         model = _train_stage(r, tag, s, data, model, folder / f"model-{s.name}")
     return Path(model)
+
+
+def _fewer_queries(qids: list[str], n: int, seed: int) -> list[str]:
+    """``train.queries``: the first ``n`` of a seeded shuffle, so 7 queries are a subset of 14 (a learning curve)."""
+    order = sorted(qids)
+    random.Random(seed).shuffle(order)
+    return sorted(order[:n])
 
 
 def _configured_candidates(r: _Runner, key: str, configs: list[CandidateSetConfig]) -> list[_Candidates]:
@@ -653,10 +688,11 @@ def _cv_candidates(r: _Runner, train_fs: Path, train_teacher: Path | None, qids:
 
 
 def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,
-                 on_event: EventHandler | None = None) -> PipelineResult:
+                 on_event: EventHandler | None = None, cache: StepCache | None = None) -> PipelineResult:
+    """:func:`pipeline` on a validated config; ``cache`` (a study's) supplies steps another variant finished."""
     if from_stage is not None and from_stage not in STAGE_KINDS:
         raise RankdistillError(f"from_stage {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
-    r = _Runner(config, from_stage, dry_run, on_event)
+    r = _Runner(config, from_stage, dry_run, on_event, cache)
     with output_lock(r.root, "pipeline"):  # two pipelines on one folder would overwrite each other's stages
         return _run_stages(r)
 
