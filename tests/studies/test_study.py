@@ -51,11 +51,11 @@ def setup(dl20, tmp_path_factory):
 
 def write_study(root: Path, name: str, **fields) -> Path:
     path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "output": f"out-{name}", "base": "base.yaml", **fields}))
+    path.write_text(yaml.safe_dump({"name": name, "output": f"out-{name}", "base": "base.yaml", **fields}, sort_keys=False))
     return path
 
 
-VARIANTS = {"base": {}, "kl": {"train.stages.0.loss": "kl"}, "q2": {"train.queries": 2}}
+VARIANTS = {"base": {}, "kl": {"train.stages.0.loss": "kl"}, "q2": {"train.queries": 2}, "q1": {"train.queries": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +87,12 @@ def finished(setup):
 
 def test_shared_steps_run_once_counted(finished, setup):
     path, result, calls = finished
-    names = ["base", "kl", "q2", "learning_rate=0.001", "learning_rate=0.01"]
+    names = ["base", "kl", "q2", "q1", "learning_rate=0.001", "learning_rate=0.01"]
     assert result.ran == names and result.done_earlier == []
     # base and kl read the same distillation sets (one per fold): built twice in all, not four times; q2 trains on
-    # 2 queries per fold (two more sets); the grid's first point is the base itself, the second shares its sets
-    assert calls == {"build": 4, "train": 2 + 2 + 2 + 0 + 2}
+    # 2 and 1 queries per fold (two more sets each); the grid's first point is the base itself, the second shares
+    # its sets
+    assert calls == {"build": 6, "train": 2 + 2 + 2 + 2 + 0 + 2}
     # 2 builds, 2 trains, 2 re-rankings, the zero-shot baseline, the evaluation
     assert result.steps["base"] == {"ran": 8, "reused": 0, "up to date": 0}
     assert result.steps["kl"] == {"ran": 5, "reused": 3, "up to date": 0}  # 2 builds + zero-shot taken from base
@@ -111,7 +112,7 @@ def test_table_p_values_equal_a_paired_test_and_holm_by_hand(finished, setup):
     out = setup / "out-three"
     table = json.loads((out / "table.json").read_text())
     rows = {r["name"]: r for r in table["rows"]}
-    assert [r["kind"] for r in table["rows"]] == ["reference"] + ["variant"] * 4 + ["baseline"] * 3
+    assert [r["kind"] for r in table["rows"]] == ["reference"] + ["variant"] * 5 + ["baseline"] * 3
 
     def per_query(variant: str, run: str = "student", measure: str = "nDCG@10") -> dict[str, float]:
         metrics = json.loads((out / f"variants/{variant}/eval/cv/bm25/metrics.json").read_text())
@@ -120,7 +121,7 @@ def test_table_p_values_equal_a_paired_test_and_holm_by_hand(finished, setup):
     ref = per_query("base")
     qids = sorted(ref)
     assert len(qids) == N_QUERIES
-    others = ["kl", "q2", "learning_rate=0.001", "learning_rate=0.01"]
+    others = ["kl", "q2", "q1", "learning_rate=0.001", "learning_rate=0.01"]
     raw = {}
     for name in others:
         a, b = np.array([per_query(name)[q] for q in qids]), np.array([ref[q] for q in qids])
@@ -145,6 +146,9 @@ def test_table_p_values_equal_a_paired_test_and_holm_by_hand(finished, setup):
     md = (out / "table.md").read_text()
     assert "| **base** (reference) |" in md and "learning_rate=0.01" in md
     assert (out / "table.png").read_bytes()[:4] == b"\x89PNG"
+    # train.queries changed alone by q1 and q2, with the reference's 3 training queries per fold: a learning curve
+    assert (out / "curve-train.queries.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "curve-train.stages.0.learning_rate.png").exists()  # two points only
     assert rows["kl"]["cpu_seconds"] > 0 and rows["kl"]["steps_reused"] == 3
 
 

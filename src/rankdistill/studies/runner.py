@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rankdistill.data.trec import read_run
 from rankdistill.errors import RankdistillError
 from rankdistill.studies.config import Study, Variant, load_study
-from rankdistill.studies.table import build_table, markdown, plot, read_metrics, to_json
+from rankdistill.studies.table import build_table, curve_plot, markdown, plot, read_metrics, to_json
 from rankdistill.util.files import atomic_write
 from rankdistill.util.lock import output_lock
 from rankdistill.workflow.cache import StepCache
@@ -78,7 +79,8 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
     result = StudyResult(out)
     with output_lock(out, "study"):
         state = _read_state(out / STATE)
-        todo = [(v, s) for v in study.variants for s in seeds if only is None or v.name in only or v.name == study.reference]
+        chosen = [v for v in study.variants if only is None or v.name in only or v.name == study.reference]
+        todo = [(v, s) for v in chosen for s in seeds]
         cache = StepCache(out / "cache")
         durations: list[float] = []
         for i, (variant, seed) in enumerate(todo, 1):
@@ -108,9 +110,45 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
             left = len(todo) - i
             notify("note", f"variant {i}/{len(todo)} {key}: done in {durations[-1]:.0f} s ({steps['ran']} steps run, "
                            f"{steps['reused']} reused from other variants){_eta(durations, left)}")
-        _write_table(study, state, result, [v for v in study.variants if only is None or v.name in only
-                                            or v.name == study.reference])
+            _write_table(study, state, result, chosen)  # after every variant: a stopped study has its table so far
+        _write_table(study, state, result, chosen)
     return result
+
+
+def curves(study: Study, finished: list[str]) -> dict[str, list[tuple[float, str]]]:
+    """Numeric keys that some finished variants change alone (e.g. ``train.queries``): key -> (value, variant), the
+    reference at its own value, when there are at least three points to draw."""
+    out: dict[str, list[tuple[float, str]]] = {}
+    for v in study.variants:
+        if v.name in finished and len(v.overrides) == 1:
+            (key, value), = v.overrides.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.setdefault(key, []).append((float(value), v.name))
+    reference = next(v for v in study.variants if v.name == study.reference)
+    for key, points in list(out.items()):
+        config = reference.configs[study.config.seeds[0]]
+        own = _value_at(config.model_dump(), key)
+        if own is None and key == "train.queries":  # all of the first fold's training queries: drawn at their number
+            trained = sorted(Path(config.output).glob("students/*/first-stage.train.run"))
+            own = len(read_run(trained[0])) if trained else None
+        if isinstance(own, (int, float)) and own not in [x for x, _ in points]:
+            points.append((float(own), reference.name))
+        if len(points) < 3:
+            del out[key]
+        else:
+            points.sort()
+    return out
+
+
+def _value_at(dump: Any, key: str) -> Any:
+    for part in key.split("."):
+        if isinstance(dump, list) and part.isdigit() and int(part) < len(dump):
+            dump = dump[int(part)]
+        elif isinstance(dump, dict) and part in dump:
+            dump = dump[part]
+        else:
+            return None
+    return dump
 
 
 def _write_table(study: Study, state: dict[str, Any], result: StudyResult, variants: list[Variant]) -> None:
@@ -147,6 +185,9 @@ def _write_table(study: Study, state: dict[str, Any], result: StudyResult, varia
         result.plot = out / "table.png"
         with atomic_write(result.plot, "wb") as handle:
             handle.write(plot(columns, rows))
+        for key, points in curves(study, list(metrics)).items():  # e.g. train.queries: a learning curve
+            with atomic_write(out / f"curve-{key}.png", "wb") as handle:
+                handle.write(curve_plot(key, points, columns, rows))
 
 
 def study(config: str | Path | Study, *, only: list[str] | None = None, dry_run: bool = False,

@@ -207,3 +207,32 @@ def plot(columns: list[Column], rows: list[Row]) -> bytes:
         ax.set_title(f"{col.candidates} ({col.where}): mean and 95% interval over queries", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     return to_png(fig)
+
+
+def curve_plot(key: str, points: list[tuple[float, str]], columns: list[Column], rows: list[Row]) -> bytes:
+    """One measure against one numeric key (e.g. LLM-ranked training queries per fold), one line per column of the
+    table, each point with its 95% interval; the baselines of the first column as grey lines."""
+    from matplotlib.figure import Figure
+
+    from rankdistill.evaluation.plots import to_png
+
+    by_name = {r.name: r for r in rows}
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for col in columns:
+        xs, means, lows, highs = [], [], [], []
+        for x, name in points:
+            cell = by_name[name].cells.get(col.label) if name in by_name else None
+            if cell is not None:
+                xs.append(x), means.append(cell.mean), lows.append(cell.mean - cell.low), highs.append(cell.high - cell.mean)
+        ax.errorbar(xs, means, yerr=[lows, highs], marker="o", capsize=3, label=col.label)
+    styles = {"first stage": ":", "zero-shot": "--", "teacher": "-."}
+    for row in rows:
+        if row.kind == "baseline" and columns and columns[0].label in row.cells:
+            ax.axhline(row.cells[columns[0].label].mean, color="grey", linestyle=styles.get(row.name, "-"), linewidth=1,
+                       label=f"{row.name} ({columns[0].candidates})")
+    ax.set_xlabel(key)
+    ax.set_ylabel(columns[0].measure if columns else "")
+    ax.set_title(f"{key}: mean and 95% interval over queries", fontsize=9)
+    ax.legend(fontsize=7)
+    return to_png(fig)
