@@ -356,6 +356,10 @@ def _misc_cases(good: dict[str, Path], tmp: Path) -> dict[str, tuple[list, str]]
     rerank = ["rerank", "--model", good["model"], "--run", good["run"], *data]
     folder = tmp / "a-folder"
     folder.mkdir()
+    two_ids = tmp / "qids.txt"
+    two_ids.write_text("q1\nq2 q3\n", encoding="utf-8")
+    binary_ids = tmp / "qids.bin"
+    binary_ids.write_bytes(b"q1\n\0\x01\n")
     return {
         "teach-output-is-a-file": ([*teach, "-o", good["queries"]], str(good["queries"])),
         "teach-prompt": ([*teach, "-o", tmp / "t", "--prompt", "bogus"], "prompt"),
@@ -379,6 +383,9 @@ def _misc_cases(good: dict[str, Path], tmp: Path) -> dict[str, tuple[list, str]]
         "retrieve-method": (["retrieve", *data, "--index", tmp / "index", "-o", tmp / "b.run", "--method", "x"], "method"),
         "evaluate-measure": (["evaluate", good["run"], "--qrels", good["qrels"], "-m", "nDCG@abc"], "nDCG@abc"),
         "evaluate-test": (["evaluate", good["run"], "--qrels", good["qrels"], "--test", "ztest"], "ztest"),
+        "evaluate-rel-zero": (["evaluate", good["run"], "--qrels", good["qrels"], "--rel", "0"], "rel must be at least 1"),
+        "build-qids-two-a-line": ([*build, "-o", tmp / "s.parquet", "--qids", two_ids], f"{two_ids}:2"),
+        "build-qids-binary": ([*build, "-o", tmp / "s.parquet", "--qids", binary_ids], f"{binary_ids}:2"),
         "evaluate-output-format": (["evaluate", good["run"], "--qrels", good["qrels"], "-o", tmp / "x.xlsx"], "x.xlsx"),
         "serve-device": (["serve", good["model"], "--device", "bogus"], "device"),
         "serve-log-level": (["serve", good["model"], "--log-level", "bogus"], "--log-level"),
@@ -392,7 +399,7 @@ def _misc_cases(good: dict[str, Path], tmp: Path) -> dict[str, tuple[list, str]]
 MISC = ["teach-output-is-a-file", "teach-prompt", "teach-backend", "teach-replay-match", "teach-dataset-is-a-file",
         "teach-dataset-empty-folder", "build-output-is-a-folder", "build-output-inside-a-file", "build-sampling",
         "train-loss", "train-loss-kwargs", "train-model-missing", "rerank-output-is-a-folder", "rerank-device",
-        "rerank-dtype", "retrieve-output-is-a-folder", "retrieve-method", "evaluate-measure", "evaluate-test",
+        "rerank-dtype", "retrieve-output-is-a-folder", "retrieve-method", "evaluate-measure", "evaluate-test", "evaluate-rel-zero", "build-qids-two-a-line", "build-qids-binary",
         "evaluate-output-format", "serve-device", "serve-log-level", "pipeline-missing", "export-output-is-a-file",
         "unknown-option", "not-an-integer"]
 

@@ -86,6 +86,20 @@ class SourceOptions(BaseModel):
         return self.name or Path(self.first_stage_run).stem
 
 
+def _read_qids(path: Path) -> list[str]:
+    """A file of query ids, one a line (blank lines skipped); a line with two ids is refused at its number."""
+    from rankdistill.data.formats import read_lines
+    from rankdistill.errors import InputFormatError
+
+    qids = []
+    for lineno, line in read_lines(path, "query id"):
+        fields = line.split()
+        if len(fields) > 1:
+            raise InputFormatError(path, lineno, f"{len(fields)} fields ({line.strip()[:40]!r}); give one query id a line")
+        qids.extend(fields)
+    return qids
+
+
 class BuildConfig(SamplingOptions):
     """Every knob of ``build``; the CLI's ``--config`` YAML and its flags both end up here."""
 
@@ -120,7 +134,7 @@ class BuildConfig(SamplingOptions):
         if value is None or isinstance(value, list | tuple):
             return None if value is None else [str(v) for v in value]
         if isinstance(value, Path) or (isinstance(value, str) and Path(value).is_file()):
-            return [line.strip() for line in Path(value).read_text(encoding="utf-8").splitlines() if line.strip()]
+            return _read_qids(Path(value))
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return [str(v) for v in value]

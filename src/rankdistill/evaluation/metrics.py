@@ -32,6 +32,8 @@ def parse_measures(measures: Sequence[str], rel: int | None = None) -> list:
 
     if isinstance(measures, str):
         measures = [measures]
+    if rel is not None and rel < 1:  # rel=0 would count judged non-relevant passages as relevant
+        raise RankdistillError(f"rel must be at least 1 (the lowest grade that counts as relevant; TREC DL: 2), got {rel}")
     parsed = []
     for text in measures:
         try:
