@@ -111,6 +111,7 @@ def train_command(
     """
     from rankdistill.training.options import parse_options, resolve_file_paths
     from rankdistill.training.trainer import train_from_options
+    from rankdistill.util.distributed import is_main_process
 
     flags: dict[str, Any] = dict(
         data=[str(p) for p in data] if data else None, output=output, model=_from_cwd(model), head=head, loss=loss,
@@ -129,7 +130,8 @@ def train_command(
         if _with_flags(str(exc)) == str(exc):
             raise
         raise RankdistillError(_with_flags(str(exc))) from exc
-    _print_summary(path)
+    if is_main_process():  # under torchrun one table, not one per process
+        _print_summary(path)
 
 
 def _json_option(text: str | None) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from rankdistill.training.options import (  # noqa: F401  (names of the former m
     parse_options,
     resolve_stages,
 )
+from rankdistill.util.distributed import is_main_process, wait_for_everyone, world_size
 
 REQUIRED_COLUMNS = ("qid", "query", "passage", "target", "position")
 WINDOW_COLUMNS = ("window_first", "window_last")  # written by ``build --pairs compared``
@@ -213,31 +214,33 @@ def train_from_options(opts: TrainOptions, callbacks: list | None = None) -> Pat
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     last, summaries = _train_stages(stages, backbone, work, opts, callbacks)
-    if not _main_process():
-        return output
-    _finish(last, output, opts, stages, summaries, seconds=time.perf_counter() - started)
-    if not opts.keep_checkpoints:
-        shutil.rmtree(work, ignore_errors=True)
+    # under torchrun/accelerate every process trains and the first one alone finishes the folder; the others
+    # return once it is in place, so a command run after them (or their own summary) finds it
+    if is_main_process():
+        _finish(last, output, opts, stages, summaries, seconds=time.perf_counter() - started)
+        if not opts.keep_checkpoints:
+            shutil.rmtree(work, ignore_errors=True)
+    wait_for_everyone()
     return output
 
 
-def _main_process() -> bool:
-    """Under torchrun/accelerate every process trains; only the first checks and writes shared folders."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _output_folders(opts: TrainOptions) -> tuple[Path, Path]:
-    """``(output, <output>.checkpoints)``, refusing to replace a model or to ignore an unfinished run."""
+    """``(output, <output>.checkpoints)``, refusing to replace a model or to ignore an unfinished run.
+
+    Under torchrun the first process checks and the others wait for it: had they gone on, one of them could create
+    the checkpoint folder before the first looked, and the first would refuse its own run as unfinished.
+    """
     if opts.output is None:
         raise RankdistillError("output: give the folder to save the model in")
     output = Path(opts.output)
     work = output.parent / f"{output.name}.checkpoints"
-    if _main_process() and output.exists() and not opts.overwrite:
+    if is_main_process() and output.exists() and not opts.overwrite:
         raise RankdistillError(f"output {output} already exists; set overwrite=True to replace it, or choose another folder")
-    if _main_process() and work.exists() and not opts.resume:
+    if is_main_process() and work.exists() and not opts.resume:
         raise RankdistillError(
             f"{work} holds checkpoints of an unfinished run: set resume=True to continue it, or delete the folder to start over"
         )
+    wait_for_everyone()
     return output, work
 
 
@@ -285,7 +288,10 @@ def _train_stage(
     trainer.gate_learning_rate = stage.gate_learning_rate
     checkpoint = _last_checkpoint(stage_dir) if opts.resume else None
     started = time.perf_counter()
+    hook = _plain_outputs(model) if world_size() > 1 else None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if hook is not None:
+        hook.remove()
     summary = {
         "stage": index,
         "start_model": start_model,
@@ -294,7 +300,8 @@ def _train_stage(
         "loss": stage.loss,
         "loss_kwargs": stage.loss_kwargs,
         "steps": trainer.state.global_step,
-        "steps_per_epoch": math.ceil(stats["lists"] / stage.batch_queries / stage.grad_accum),
+        "processes": world_size(),  # data-parallel: each step takes batch_queries lists in every process
+        "steps_per_epoch": math.ceil(stats["lists"] / stage.batch_queries / stage.grad_accum / world_size()),
         "train_seconds": round(time.perf_counter() - started, 1),
         "resumed_from": str(checkpoint) if checkpoint else None,
         "log_history": [dict(entry) for entry in trainer.state.log_history],
@@ -304,6 +311,23 @@ def _train_stage(
         _save_stage(model, final, summary, opts)
     trainer.accelerator.wait_for_everyone()
     return final, summary
+
+
+def _plain_outputs(model):
+    """Make the model return a plain dict, so that DistributedDataParallel finds the scores in it.
+
+    DDP with ``find_unused_parameters`` (Hugging Face's Trainer turns it on for any model that is not a
+    ``PreTrainedModel``) looks for the forward's tensors in lists, tuples, dicts and dataclasses, and treats every
+    parameter it cannot reach from them as unused. sentence-transformers' ``CrossEncoder`` returns a
+    ``BatchEncoding`` (a ``UserDict``): DDP found no tensor, marked every parameter ready at once, and the backward
+    failed ("marked as ready twice"). A forward hook that returns ``dict(output)`` replaces the output.
+
+    Returns:
+        The hook's handle (``.remove()`` it after training).
+    """
+    from collections import UserDict
+
+    return model.register_forward_hook(lambda module, args, output: dict(output) if isinstance(output, UserDict) else None)
 
 
 def _check_pairs(stage: StageOptions, stats: dict[str, Any]) -> None:
