@@ -300,8 +300,8 @@ def _train_stage(
         "loss": stage.loss,
         "loss_kwargs": stage.loss_kwargs,
         "steps": trainer.state.global_step,
-        "processes": world_size(),  # data-parallel: each step takes batch_queries lists in every process
-        "steps_per_epoch": math.ceil(stats["lists"] / stage.batch_queries / stage.grad_accum / world_size()),
+        "processes": world_size(),  # data-parallel: each step takes batch_queries x grad_accum lists in every process
+        "steps_per_epoch": _steps_per_epoch(stats["lists"], stage.batch_queries, stage.grad_accum, world_size()),
         "train_seconds": round(time.perf_counter() - started, 1),
         "resumed_from": str(checkpoint) if checkpoint else None,
         "log_history": [dict(entry) for entry in trainer.state.log_history],
@@ -311,6 +311,17 @@ def _train_stage(
         _save_stage(model, final, summary, opts)
     trainer.accelerator.wait_for_everyone()
     return final, summary
+
+
+def _steps_per_epoch(lists: int, batch_queries: int, grad_accum: int, processes: int) -> int:
+    """Optimiser steps in one pass over the lists.
+
+    Several processes are dealt whole batches in turn, and sentence-transformers drops the batches at an epoch's
+    end that would not give every process one (``dataloader_drop_last`` under DDP; else the processes would wait on
+    each other): those few lists are not seen in that epoch.
+    """
+    batches = math.ceil(lists / batch_queries) if processes == 1 else lists // (batch_queries * processes)
+    return math.ceil(batches / grad_accum)
 
 
 def _plain_outputs(model):

@@ -129,6 +129,21 @@ class TrainConfig(_Strict):
     model: str = Field("minilm-l6", description="Student backbone: short name, hub id or local folder.")
     head: HeadName = Field("cls", description="The student's scoring head on the backbone.")
     stages: list[TrainStageConfig] = Field(default_factory=lambda: [TrainStageConfig()], min_length=1)
+    processes: int = Field(
+        1, ge=1, description="Train in this many processes on this machine (torchrun: one per GPU, or CPU processes "
+        "over gloo); they share each step's batch_queries x grad_accum lists, so the student stays the same."
+    )
+
+    @model_validator(mode="after")
+    def _step_splits(self):
+        from rankdistill.workflow.launch import split_step
+
+        for i, stage in enumerate(self.stages):
+            try:
+                split_step(stage.batch_queries, stage.grad_accum, self.processes)
+            except ValueError as exc:
+                raise ValueError(f"stages.{i} ({stage.name}): {exc}, or change processes") from None
+        return self
 
     @model_validator(mode="after")
     def _one_form(self):

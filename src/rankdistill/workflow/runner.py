@@ -37,6 +37,7 @@ from rankdistill.workflow.config import (
     load_config,
 )
 from rankdistill.workflow.cache import StepCache
+from rankdistill.workflow.launch import refuse_launcher
 from rankdistill.workflow.manifest import Stage
 
 STAGE_KINDS = ("retrieve", "teach", "build", "train", "rerank", "evaluate")
@@ -293,14 +294,16 @@ def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: st
     )
 
     def do_train():
-        from rankdistill.training.trainer import train
+        from rankdistill.workflow import launch
 
         # an interrupted run of this very stage continues from its checkpoints; any other leftovers go
         checkpoints = out.parent / f"{out.name}.checkpoints"
         resume = checkpoints.is_dir() and r.resuming
         if checkpoints.is_dir() and not resume:
             shutil.rmtree(checkpoints)
-        train(data, model=str(base), output=out, overwrite=True, resume=resume, **{"seed": r.config.seed, **train_cfg})
+        # train.processes > 1: a torchrun job (workflow/launch.py); the step's lists are shared, the model the same
+        launch.train(r.config.train.processes, data, model=str(base), output=out, overwrite=True, resume=resume,
+                     **{"seed": r.config.seed, **train_cfg})
 
     r.run(train_stage, do_train)
     return out
@@ -692,6 +695,7 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
     """:func:`pipeline` on a validated config; ``cache`` (a study's) supplies steps another variant finished."""
     if from_stage is not None and from_stage not in STAGE_KINDS:
         raise RankdistillError(f"from_stage {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
+    refuse_launcher()
     r = _Runner(config, from_stage, dry_run, on_event, cache)
     with output_lock(r.root, "pipeline"):  # two pipelines on one folder would overwrite each other's stages
         return _run_stages(r)
