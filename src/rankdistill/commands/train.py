@@ -102,7 +102,8 @@ def train_command(
     """Train a cross-encoder (score from the first token, monoELECTRA style) on listwise data.
 
     Built on sentence-transformers' CrossEncoderTrainer: bf16, gradient accumulation, warm-up, checkpoints and
-    --resume come from Hugging Face's Trainer; run it under `torchrun`/`accelerate launch` for several GPUs.
+    --resume come from Hugging Face's Trainer; run it under `torchrun`/`accelerate launch` for several GPUs
+    (`torchrun --standalone --nproc-per-node N -m rankdistill -- train ...`; each process takes --batch-queries lists).
     The model folder loads with sentence_transformers.CrossEncoder (raw scores) and, with the cls head,
     AutoModelForSequenceClassification; it has a model card (README.md).
 

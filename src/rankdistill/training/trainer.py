@@ -9,6 +9,12 @@ stages and saves the result atomically with a model card. The options are valida
 Layout while training: ``<output>.checkpoints/stage-<i>/checkpoint-<step>`` (Trainer checkpoints) and
 ``stage-<i>/model`` once a stage finishes. The last stage's model is renamed to ``<output>`` at the end and
 the checkpoint folder removed (unless ``keep_checkpoints``), so ``<output>`` either is complete or absent.
+
+Several processes (``torchrun``, ``accelerate launch``): each takes ``batch_queries`` lists a batch and DDP averages
+their gradients, so a step learns from ``batch_queries x grad_accum x processes`` lists; the few lists at an epoch's
+end that cannot give every process a batch sit that epoch out. The first process alone checks the output, saves
+each stage and finishes the folder; the others wait for it (:mod:`rankdistill.util.distributed`).
+``tests/training/test_distributed.py`` holds two gloo processes to the one-process model of their joint batch.
 """
 
 from __future__ import annotations
@@ -316,9 +322,9 @@ def _train_stage(
 def _steps_per_epoch(lists: int, batch_queries: int, grad_accum: int, processes: int) -> int:
     """Optimiser steps in one pass over the lists.
 
-    Several processes are dealt whole batches in turn, and sentence-transformers drops the batches at an epoch's
-    end that would not give every process one (``dataloader_drop_last`` under DDP; else the processes would wait on
-    each other): those few lists are not seen in that epoch.
+    Several processes are dealt whole batches in turn; under DDP sentence-transformers sets ``dataloader_drop_last``
+    and accelerate then drops the batches at an epoch's end that would not give every process one (else the
+    processes would wait on each other): those few lists are not seen in that epoch.
     """
     batches = math.ceil(lists / batch_queries) if processes == 1 else lists // (batch_queries * processes)
     return math.ceil(batches / grad_accum)
