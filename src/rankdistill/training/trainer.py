@@ -12,8 +12,10 @@ the checkpoint folder removed (unless ``keep_checkpoints``), so ``<output>`` eit
 
 Several processes (``torchrun``, ``accelerate launch``): each takes ``batch_queries`` lists a batch and DDP averages
 their gradients, so a step learns from ``batch_queries x grad_accum x processes`` lists; the few lists at an epoch's
-end that cannot give every process a batch sit that epoch out. The first process alone checks the output, saves
-each stage and finishes the folder; the others wait for it (:mod:`rankdistill.util.distributed`).
+end that cannot give every process a batch sit that epoch out. (A loss that averages over a batch's pairs, such as
+ranknet, then weighs each process's half alike: the joint batch's mean exactly when the lists are equally long; split
+``grad_accum`` rather than ``batch_queries`` to keep each micro-batch as it was.) The first process alone checks
+the output, saves each stage and finishes the folder; the others wait for it (:mod:`rankdistill.util.distributed`).
 ``tests/training/test_distributed.py`` holds two gloo processes to the one-process model of their joint batch.
 """
 
@@ -295,9 +297,11 @@ def _train_stage(
     checkpoint = _last_checkpoint(stage_dir) if opts.resume else None
     started = time.perf_counter()
     hook = _plain_outputs(model) if world_size() > 1 else None
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if hook is not None:
-        hook.remove()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        if hook is not None:
+            hook.remove()
     summary = {
         "stage": index,
         "start_model": start_model,
