@@ -198,3 +198,12 @@ def test_bad_studies_fail_with_one_line_naming_the_key(setup, capsys, fields, na
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0]
+
+
+def test_a_study_borrowing_another_studys_cache_runs_only_its_report(finished, setup):
+    path = write_study(setup, "borrower", variants={"base": {}}, cache="out-three/cache")
+    result = study(path)
+    assert result.steps["base"] == {"ran": 1, "reused": 7, "up to date": 0}  # builds, students, re-rankings, zero-shot
+    mine = json.loads((setup / "out-borrower/variants/base/eval/cv/bm25/metrics.json").read_text())
+    theirs = json.loads((setup / "out-three/variants/base/eval/cv/bm25/metrics.json").read_text())
+    assert mine["runs"]["student"]["per_query"] == theirs["runs"]["student"]["per_query"]

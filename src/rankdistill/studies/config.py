@@ -53,6 +53,8 @@ class StudyConfig(_Strict):
     systems: list[str] = Field(default_factory=lambda: ["student"],
                                description="The report rows compared across variants (e.g. student+first-stage too).")
     measures: list[str] | None = Field(None, description="Columns of the table (default: the base's measures).")
+    cache: Path | None = Field(None, description="The step cache (default <output>/cache); another study's cache "
+                               "lends this one every step they share, e.g. a second seed of the same variants.")
 
 
 @dataclass
@@ -211,7 +213,8 @@ def resolve_study(cfg: StudyConfig, folder: Path, where: str = "study") -> Study
             pipeline = validate(PipelineConfig, raw, f"{where}: {prefix} (on {base_name})")
             configs[seed] = _resolve_paths(pipeline, base_folder)
         variants.append(Variant(name, dict(overrides), configs))
-    cfg = cfg.model_copy(update={"output": output})
+    cache = Path(resolve_path(cfg.cache, folder)) if cfg.cache is not None else output / "cache"
+    cfg = cfg.model_copy(update={"output": output, "cache": cache})
     return Study(cfg, variants, reference, where)
 
 

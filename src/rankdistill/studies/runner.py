@@ -81,7 +81,7 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
         state = _read_state(out / STATE)
         chosen = [v for v in study.variants if only is None or v.name in only or v.name == study.reference]
         todo = [(v, s) for v in chosen for s in seeds]
-        cache = StepCache(out / "cache")
+        cache = StepCache(study.config.cache)
         durations: list[float] = []
         for i, (variant, seed) in enumerate(todo, 1):
             key = _key(variant, seed, seeds)

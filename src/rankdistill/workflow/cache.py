@@ -87,6 +87,9 @@ class StepCache:
         with atomic_write(tmp / "step.json") as handle:
             json.dump({"stage": stage.id, "kind": stage.kind, "config": stage.config, "stats": stats}, handle,
                       indent=2, default=str)
-        if folder.exists():  # a half-stored folder of a killed run (no step.json)
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        if folder.exists() and not (folder / "step.json").is_file():  # half-stored by a killed run
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another study sharing this cache stored the same step meanwhile: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
