@@ -207,3 +207,25 @@ def test_a_study_borrowing_another_studys_cache_runs_only_its_report(finished, s
     mine = json.loads((setup / "out-borrower/variants/base/eval/cv/bm25/metrics.json").read_text())
     theirs = json.loads((setup / "out-three/variants/base/eval/cv/bm25/metrics.json").read_text())
     assert mine["runs"]["student"]["per_query"] == theirs["runs"]["student"]["per_query"]
+
+
+def test_two_seeds_give_the_spread_of_their_fold_splits(finished, setup):
+    path = write_study(setup, "seeds", variants={"base": {}}, seeds=[0, 1], cache="out-three/cache")
+    result = study(path)
+    assert result.ran == ["base@seed-0", "base@seed-1"]
+    assert result.steps["base@seed-0"]["reused"] == 7  # seed 0 is the other study's base
+    out = setup / "out-seeds"
+    means = []
+    values = {}
+    for seed in (0, 1):
+        metrics = json.loads((out / f"variants/base/seed-{seed}/eval/cv/bm25/metrics.json").read_text())
+        per_query = metrics["runs"]["student"]["per_query"]["nDCG@10"]
+        means.append(np.mean(list(per_query.values())))
+        for q, v in per_query.items():
+            values.setdefault(q, []).append(v)
+    folds = [json.loads((out / f"variants/base/seed-{s}/config.json").read_text())["seed"] for s in (0, 1)]
+    assert folds == [0, 1]
+    cell = json.loads((out / "table.json").read_text())["rows"][0]["cells"]["bm25 nDCG@10"]
+    assert cell["per_seed"] == pytest.approx(means)
+    assert cell["mean"] == pytest.approx(np.mean([np.mean(v) for v in values.values()]))
+    assert f"[{min(means):.4f}–{max(means):.4f}]" in (out / "table.md").read_text()

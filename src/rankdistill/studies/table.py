@@ -43,6 +43,7 @@ class Cell:
     delta: float | None = None  # against the reference
     p: float | None = None
     p_holm: float | None = None
+    per_seed: list[float] = field(default_factory=list)  # the mean under each seed (fold split), when several
 
 
 @dataclass
@@ -85,6 +86,17 @@ def per_query(metrics_by_seed: list[dict], where: str, candidates: str, run: str
     return {qid: sum(v) / len(v) for qid, v in sums.items()}
 
 
+def _per_seed(metrics_by_seed: list[dict], col: Column, qids: list[str]) -> list[float]:
+    """The column's mean under each seed (each its own fold split): the spread a single split hides."""
+    if len(metrics_by_seed) < 2:
+        return []
+    out = []
+    for metrics in metrics_by_seed:
+        values = per_query([metrics], col.where, col.candidates, col.system, col.measure)
+        out.append(float(np.mean([values.get(q, 0.0) for q in qids])))
+    return out
+
+
 def columns_of(metrics: dict, systems: list[str], measures: list[str] | None) -> list[Column]:
     """Every (evaluation set, candidate set, system, measure) the reference's metrics hold, in report order."""
     out = []
@@ -114,7 +126,7 @@ def build_table(variants: dict[str, list[dict]], reference: str, systems: list[s
                 continue
             vec = np.array([values.get(q, 0.0) for q in qids])
             low, high = _ci(vec)
-            cell = Cell(float(vec.mean()), low, high)
+            cell = Cell(float(vec.mean()), low, high, per_seed=_per_seed(variants[row.name], col, qids))
             if row.kind == "variant":
                 base = np.array([ref[q] for q in qids])
                 cell.delta = float(vec.mean() - base.mean())
@@ -146,11 +158,13 @@ def markdown(columns: list[Column], rows: list[Row], reference: str, test: str) 
             cell = row.cells.get(col.label)
             if cell is None:
                 cells.append("–")
-            elif cell.p_holm is None:
-                cells.append(f"{cell.mean:.4f}")
+                continue
+            spread = f" [{min(cell.per_seed):.4f}–{max(cell.per_seed):.4f}]" if cell.per_seed else ""
+            if cell.p_holm is None:
+                cells.append(f"{cell.mean:.4f}{spread}")
             else:
                 mark = " †" if cell.p_holm < 0.05 else ""
-                cells.append(f"{cell.mean:.4f} ({cell.delta:+.4f}, p={cell.p_holm:.3f}){mark}")
+                cells.append(f"{cell.mean:.4f}{spread} ({cell.delta:+.4f}, p={cell.p_holm:.3f}){mark}")
         name = f"**{row.name}** (reference)" if row.kind == "reference" else row.name
         if row.kind == "baseline":
             name = f"_{row.name}_"
@@ -160,7 +174,8 @@ def markdown(columns: list[Column], rows: list[Row], reference: str, test: str) 
     lines.append("")
     lines.append(f"Mean over the evaluated queries (each a test query of one fold), averaged over seeds. In brackets: "
                  f"the difference from **{reference}** and the Holm-corrected p of a paired {test} over the same "
-                 "queries (corrected over the variants of a column); † p < 0.05. Baselines (italics) are the "
+                 "queries (corrected over the variants of a column); † p < 0.05; [low–high]: the lowest and highest seed's "
+                 "mean (each seed its own fold split), when the study has several. Baselines (italics) are the "
                  "reference's own runs. CPU s: the CPU time of every step the variant needs (all threads), including "
                  "steps shared with other variants; steps run / reused: run for this variant / taken from another "
                  "variant's identical step.")
