@@ -229,3 +229,26 @@ def test_two_seeds_give_the_spread_of_their_fold_splits(finished, setup):
     assert cell["per_seed"] == pytest.approx(means)
     assert cell["mean"] == pytest.approx(np.mean([np.mean(v) for v in values.values()]))
     assert f"[{min(means):.4f}–{max(means):.4f}]" in (out / "table.md").read_text()
+
+
+def test_each_variant_against_its_zero_shot_and_first_stage_by_hand(finished, setup):
+    from rankdistill.studies.table import Column, against_baselines, read_metrics
+
+    out = setup / "out-three"
+    metrics = {name: [read_metrics(out / "variants" / name)] for name in ("base", "kl")}
+    text = against_baselines(metrics, [Column("cv", "bm25", "student", "nDCG@10")], "ttest")
+    for baseline in ("zero-shot", "bm25"):
+        deltas, ps = [], []
+        for name in ("base", "kl"):
+            runs = metrics[name][0]["cv"]["bm25"]["runs"]
+            qids = sorted(runs[baseline]["per_query"]["nDCG@10"])
+            a = np.array([runs["student"]["per_query"]["nDCG@10"][q] for q in qids])
+            b = np.array([runs[baseline]["per_query"]["nDCG@10"][q] for q in qids])
+            deltas.append(a.mean() - b.mean())
+            ps.append(1.0 if np.array_equal(a, b) else float(stats.ttest_rel(a, b).pvalue))
+        low = min(range(2), key=ps.__getitem__)  # Holm over the two variants
+        holm = [0.0, 0.0]
+        holm[low] = min(1.0, 2 * ps[low])
+        holm[1 - low] = max(holm[low], min(1.0, ps[1 - low]))
+        for delta, p in zip(deltas, holm):
+            assert f"{delta:+.4f} (p={p:.3f})" in text

@@ -18,7 +18,15 @@ from typing import Any
 from rankdistill.data.trec import read_run
 from rankdistill.errors import RankdistillError
 from rankdistill.studies.config import Study, Variant, load_study
-from rankdistill.studies.table import build_table, curve_plot, markdown, plot, read_metrics, to_json
+from rankdistill.studies.table import (
+    against_baselines,
+    build_table,
+    curve_plot,
+    markdown,
+    plot,
+    read_metrics,
+    to_json,
+)
 from rankdistill.util.files import atomic_write
 from rankdistill.util.lock import output_lock
 from rankdistill.workflow.cache import StepCache
@@ -177,6 +185,9 @@ def _write_table(study: Study, state: dict[str, Any], result: StudyResult, varia
         handle.write(f"# {study.config.name}\n\n{len(metrics)} of {len(study.variants)} variants, seeds "
                      f"{', '.join(map(str, seeds))}\n\n")
         handle.write(markdown(columns, rows, study.reference, base.evaluate.test))
+        handle.write(f"\n## Each variant against its own baselines\n\nDifference of the mean and paired "
+                     f"{base.evaluate.test} p, Holm-corrected over the variants of a column; † p < 0.05.\n\n")
+        handle.write(against_baselines(metrics, columns, base.evaluate.test))
     table = to_json(columns, rows)
     with atomic_write(out / "table.json") as handle:
         json.dump(table, handle, indent=2)

@@ -148,6 +148,34 @@ def build_table(variants: dict[str, list[dict]], reference: str, systems: list[s
     return columns, rows
 
 
+def against_baselines(variants: dict[str, list[dict]], columns: list[Column], test: str) -> str:
+    """Each variant against its own baselines, per column: the difference from the zero-shot backbone and from the
+    first stage with the paired test's p, Holm-corrected over the variants of a column (the acceptance questions:
+    did distillation add anything to the backbone, and does the re-ranker keep its first stage's quality?)."""
+    head = ["variant", *(f"{c.label}: vs {b}" for c in columns for b in ("zero-shot", "first stage"))]
+    cells: dict[str, list[str]] = {name: [] for name in variants}
+    for col in columns:
+        for baseline in ("zero-shot", col.candidates):
+            found: dict[str, tuple[float, float]] = {}
+            for name, metrics in variants.items():
+                student = per_query(metrics, col.where, col.candidates, col.system, col.measure)
+                base = per_query(metrics, col.where, col.candidates, baseline, col.measure)
+                if student and base:
+                    qids = sorted(base)
+                    a, b = np.array([student.get(q, 0.0) for q in qids]), np.array([base[q] for q in qids])
+                    found[name] = (float(a.mean() - b.mean()), paired_p_value(a, b, test))
+            corrected = dict(zip(found, holm([p for _, p in found.values()])))
+            for name in variants:
+                if name in found:
+                    delta, p = found[name][0], corrected[name]
+                    cells[name].append(f"{delta:+.4f} (p={p:.3f}){' †' if p < 0.05 else ''}")
+                else:
+                    cells[name].append("–")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([name, *cells[name]]) + " |" for name in variants]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(columns: list[Column], rows: list[Row], reference: str, test: str) -> str:
     """The table as Markdown: mean, then (delta vs the reference, Holm-corrected p) for every other variant."""
     head = ["variant", *(c.label for c in columns), "CPU s", "steps run / reused"]
