@@ -119,7 +119,8 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
             notify("note", f"variant {i}/{len(todo)} {key}: done in {durations[-1]:.0f} s ({steps['ran']} steps run, "
                            f"{steps['reused']} reused from other variants){_eta(durations, left)}")
             _write_table(study, state, result, chosen)  # after every variant: a stopped study has its table so far
-        _write_table(study, state, result, chosen)
+        if not result.ran:  # every variant finished earlier: the table of this selection
+            _write_table(study, state, result, chosen)
     return result
 
 
