@@ -200,6 +200,15 @@ def test_bad_studies_fail_with_one_line_naming_the_key(setup, capsys, fields, na
     assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0]
 
 
+def test_a_dry_run_plans_only_the_chosen_variants_and_runs_nothing(setup):
+    path = write_study(setup, "planned", reference="base", variants=VARIANTS)
+    planned = study(path, only=["kl"], dry_run=True)
+    assert planned.ran == ["base", "kl"]  # the reference comes with the chosen variant
+    assert not (setup / "out-planned").exists()
+    with pytest.raises(RankdistillError, match="only: no variant 'klx'"):
+        study(path, only=["klx"], dry_run=True)
+
+
 def test_a_study_borrowing_another_studys_cache_runs_only_its_report(finished, setup):
     path = write_study(setup, "borrower", variants={"base": {}}, cache="out-three/cache")
     result = study(path)
@@ -252,3 +261,21 @@ def test_each_variant_against_its_zero_shot_and_first_stage_by_hand(finished, se
         holm[1 - low] = max(holm[low], min(1.0, ps[1 - low]))
         for delta, p in zip(deltas, holm):
             assert f"{delta:+.4f} (p={p:.3f})" in text
+
+
+def test_a_variant_added_and_run_alone_joins_the_table_of_those_finished_earlier(finished, setup):
+    """``--only NEW`` after a finished study: only NEW trains, and the table keeps every earlier row (the rows whose
+    config changed since drop out). Last in the module: it adds a row to out-three's table."""
+    grid = {"train.stages.0.learning_rate": [1e-3, 1e-2]}
+    more = {**VARIANTS, "kl-q2": {"train.stages.0.loss": "kl", "train.queries": 2}}
+    path = write_study(setup, "three-more", output="out-three", variants=more, grid=grid, reference="base")
+    result = study(path, only=["kl-q2"])
+    assert result.done_earlier == ["base"] and result.ran == ["kl-q2"]
+    assert result.steps["kl-q2"]["reused"] >= 3  # q2's two distillation sets and base's zero-shot run
+    rows = [r["name"] for r in json.loads((setup / "out-three/table.json").read_text())["rows"] if r["kind"] != "baseline"]
+    assert rows == [*more, *[f"learning_rate={x}" for x in (0.001, 0.01)]]
+    changed = write_study(setup, "three-changed", output="out-three", reference="base",
+                          variants={**more, "kl": {"train.stages.0.loss": "kl", "train.stages.0.epochs": 2}})
+    study(changed, only=["base"])  # nothing runs; kl's finished run no longer matches its config
+    rows = [r["name"] for r in json.loads((setup / "out-three/table.json").read_text())["rows"]]
+    assert "kl" not in rows and "kl-q2" in rows and "q1" in rows

@@ -37,6 +37,7 @@ def test_paper_scale_dry_run_checks_ids_and_lists_stages(tmp_path, irds_home):
     assert kinds == ["build", "train", "build", "train", "retrieve", "rerank", "teach", "evaluate", "retrieve", "rerank",
                      "teach", "evaluate"]  # teach: the zero-shot backbone baseline of each evaluation set
     assert "train:all:hard-negatives" in result.ran and "train:all:distill" in result.ran
+    assert not (tmp_path / "out").exists()  # a plan writes nothing: no config, lock or folders
 
 
 def write(tmp_path: Path, text: str) -> Path:

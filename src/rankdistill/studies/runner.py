@@ -74,20 +74,25 @@ def _eta(seconds: list[float], left: int) -> str:
     return f"; ETA {eta / 60:.0f} min for {left} left" if eta >= 60 else f"; ETA {eta:.0f} s for {left} left"
 
 
-def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHandler | None = None) -> StudyResult:
-    """Run (or continue) every variant of ``study`` and write its table; see :func:`study`."""
-    seeds = study.config.seeds
+def _chosen(study: Study, only: list[str] | None) -> list:
+    """The variants ``only`` names, and the reference; every variant when ``only`` is None."""
     names = [v.name for v in study.variants]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise RankdistillError(f"only: no variant {unknown[0]!r} (variants: {', '.join(names)})")
+    return [v for v in study.variants if only is None or v.name in only or v.name == study.reference]
+
+
+def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHandler | None = None) -> StudyResult:
+    """Run (or continue) every variant of ``study`` and write its table; see :func:`study`."""
+    seeds = study.config.seeds
+    chosen = _chosen(study, only)
     out = study.output
     out.mkdir(parents=True, exist_ok=True)
     notify: Callable[[str, str], None] = on_event or (lambda event, text: None)
     result = StudyResult(out)
     with output_lock(out, "study"):
         state = _read_state(out / STATE)
-        chosen = [v for v in study.variants if only is None or v.name in only or v.name == study.reference]
         todo = [(v, s) for v in chosen for s in seeds]
         cache = StepCache(study.config.cache)
         durations: list[float] = []
@@ -118,9 +123,9 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
             left = len(todo) - i
             notify("note", f"variant {i}/{len(todo)} {key}: done in {durations[-1]:.0f} s ({steps['ran']} steps run, "
                            f"{steps['reused']} reused from other variants){_eta(durations, left)}")
-            _write_table(study, state, result, chosen)  # after every variant: a stopped study has its table so far
-        if not result.ran:  # every variant finished earlier: the table of this selection
-            _write_table(study, state, result, chosen)
+            _write_table(study, state, result)  # after every variant: a stopped study has its table so far
+        if not result.ran:  # every variant finished earlier: the table as it stands
+            _write_table(study, state, result)
     return result
 
 
@@ -160,15 +165,18 @@ def _value_at(dump: Any, key: str) -> Any:
     return dump
 
 
-def _write_table(study: Study, state: dict[str, Any], result: StudyResult, variants: list[Variant]) -> None:
+def _write_table(study: Study, state: dict[str, Any], result: StudyResult) -> None:
+    """The table of every variant finished with its present config, whichever call ran it (``--only`` adds rows)."""
     seeds = study.config.seeds
     metrics: dict[str, list[dict]] = {}
     costs: dict[str, dict[str, float]] = {}
-    for v in variants:
+    for v in study.variants:
         runs = [read_metrics(Path(v.configs[s].output)) for s in seeds]
         entries = [state["variants"].get(_key(v, s, seeds)) for s in seeds]
         if not all(runs) or not all(entries):
             continue
+        if any(e["fingerprint"] != _fingerprint(v, s) for e, s in zip(entries, seeds)):
+            continue  # its config changed since: rerun it to have its row
         metrics[v.name] = runs
         costs[v.name] = {
             "cpu_seconds": sum(c["cpu_seconds"] for e in entries for c in e["costs"].values()),
@@ -208,8 +216,8 @@ def study(config: str | Path | Study, *, only: list[str] | None = None, dry_run:
 
     Args:
         config: a study YAML (see :mod:`rankdistill.studies.config`) or a loaded :class:`Study`.
-        only: run just these variants (and the reference); the table covers them.
-        dry_run: validate every variant's config and plan its steps without running any.
+        only: run just these variants (and the reference); the table covers every finished variant.
+        dry_run: validate each chosen variant's config and plan its steps without running any.
         on_event: called with ``(event, text)`` for each variant and step (as ``pipeline``'s).
 
     Returns:
@@ -222,7 +230,7 @@ def study(config: str | Path | Study, *, only: list[str] | None = None, dry_run:
     s = config if isinstance(config, Study) else load_study(config)
     if dry_run:
         result = StudyResult(s.output)
-        for v in s.variants:
+        for v in _chosen(s, only):
             for seed in s.config.seeds:
                 key = _key(v, seed, s.config.seeds)
                 run_pipeline(v.configs[seed], dry_run=True,

@@ -368,7 +368,8 @@ def _train_shared(r: _Runner, excluded: set[str]) -> tuple[str | Path, int]:
         if s.data is None:
             break
         data = _stage_data(r, s, excluded)
-        folder.mkdir(parents=True, exist_ok=True)
+        if not r.dry_run:
+            folder.mkdir(parents=True, exist_ok=True)
         model = _train_stage(r, "shared", s, data, model, folder / f"model-{s.name}")
         done += 1
     return model, done
@@ -421,7 +422,8 @@ def _train_student(r: _Runner, tag: str, qids: list[str] | None, first_stage: Pa
     folder = r.root / "students" / tag
     if not remaining:
         return Path(model)
-    folder.mkdir(parents=True, exist_ok=True)
+    if not r.dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
     if cfg.queries is not None and not r.dry_run:
         qids = _fewer_queries(qids if qids is not None else sorted(read_run(teacher or first_stage)), cfg.queries,
                               r.config.seed)
@@ -697,6 +699,8 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
         raise RankdistillError(f"from_stage {from_stage!r}: allowed stages are {', '.join(STAGE_KINDS)}")
     refuse_launcher()
     r = _Runner(config, from_stage, dry_run, on_event, cache)
+    if dry_run:  # plans only: nothing is written, so no lock is needed
+        return _run_stages(r)
     with output_lock(r.root, "pipeline"):  # two pipelines on one folder would overwrite each other's stages
         return _run_stages(r)
 
@@ -704,8 +708,9 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
 def _run_stages(r: _Runner) -> PipelineResult:
     """Every stage of ``r.config`` in order (``run_pipeline`` holds the output folder's lock)."""
     config, dry_run = r.config, r.dry_run
-    with atomic_write(r.root / "config.json") as handle:
-        handle.write(json.dumps(config.model_dump(mode="json"), indent=2))
+    if not dry_run:
+        with atomic_write(r.root / "config.json") as handle:
+            handle.write(json.dumps(config.model_dump(mode="json"), indent=2))
     tcfg = config.train
     if dry_run:
         _check_dataset(r, "train.dataset", tcfg.dataset)
