@@ -53,6 +53,15 @@ def fold_table(summary: dict[str, Any], folds: dict[str, list[str]]):
     return table
 
 
+_ROLES = {"zero-shot": "zero-shot backbone", "teacher": "teacher", "student": "student",
+          "student+first-stage": "student fused with the first stage"}
+
+
+def _rows(summary: dict) -> str:
+    """The table's rows by role, naming only those this set has (an evaluation set without a teacher has no teacher)."""
+    return " / ".join(["first stage", *(label for run, label in _ROLES.items() if run in summary.get("runs", {}))])
+
+
 def print_summary(result) -> None:
     """Each evaluation set's tables, one per candidate set (and per-fold means under cross-validation), then what
     ran and the report."""
@@ -61,8 +70,7 @@ def print_summary(result) -> None:
     out = Console()
     for name, candidate_sets in result.metrics.items():
         for candidates, summary in candidate_sets.items():
-            out.print(rich_table(summary, title=f"{name} · {candidates}: first stage / zero-shot backbone / teacher / "
-                                                "student"))
+            out.print(rich_table(summary, title=f"{name} · {candidates}: {_rows(summary)}"))
             if name == "cv" and result.folds:
                 out.print(fold_table(summary, result.folds))
     out.print(f"ran {len(result.ran)} stage(s), skipped {len(result.skipped)} up-to-date stage(s)")
