@@ -13,10 +13,19 @@ from rankdistill.workflow.runner import folds_of, pipeline
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["dl20-demo.yaml", "paper-scale.yaml", "own-corpus.yaml"])
+@pytest.mark.parametrize("name", ["dl20-demo.yaml", "paper-scale.yaml", "own-corpus.yaml", "heldback-dl20.yaml",
+                                  "study-dl20-base.yaml"])
 def test_examples_validate(name):
     config = load_config(EXAMPLES / name)
     assert config.train.stages and config.output.is_absolute()
+
+
+@pytest.mark.parametrize(("name", "variants"), [("study-dl20.yaml", 19), ("study-dl20-seeds.yaml", 1)])
+def test_example_studies_validate(name, variants):
+    from rankdistill.studies import load_study
+
+    study = load_study(EXAMPLES / name)
+    assert len(study.variants) == variants and study.reference == "base"
 
 
 def test_paper_scale_recipe_is_the_papers(tmp_path):
