@@ -20,7 +20,7 @@ def test_examples_validate(name):
     assert config.train.stages and config.output.is_absolute()
 
 
-@pytest.mark.parametrize(("name", "variants"), [("study-dl20.yaml", 19), ("study-dl20-seeds.yaml", 1)])
+@pytest.mark.parametrize(("name", "variants"), [("study-dl20.yaml", 19), ("study-dl20-seeds.yaml", 2)])
 def test_example_studies_validate(name, variants):
     from rankdistill.studies import load_study
 

@@ -74,7 +74,7 @@ def _eta(seconds: list[float], left: int) -> str:
     return f"; ETA {eta / 60:.0f} min for {left} left" if eta >= 60 else f"; ETA {eta:.0f} s for {left} left"
 
 
-def _chosen(study: Study, only: list[str] | None) -> list:
+def _chosen(study: Study, only: list[str] | None) -> list[Variant]:
     """The variants ``only`` names, and the reference; every variant when ``only`` is None."""
     names = [v.name for v in study.variants]
     unknown = sorted(set(only or []) - set(names))
