@@ -20,6 +20,13 @@ def test_examples_validate(name):
     assert config.train.stages and config.output.is_absolute()
 
 
+@pytest.mark.parametrize("name", ["heldback-dl20.yaml", "study-dl20-base.yaml"])
+def test_examples_that_judge_the_demo_recipe_train_it(name):
+    """These examples copy the demo's training section (a pipeline config has no includes): they must not drift."""
+    demo = load_config(EXAMPLES / "dl20-demo.yaml").train.model_dump()
+    assert load_config(EXAMPLES / name).train.model_dump() == demo
+
+
 @pytest.mark.parametrize(("name", "variants"), [("study-dl20.yaml", 19), ("study-dl20-seeds.yaml", 2)])
 def test_example_studies_validate(name, variants):
     from rankdistill.studies import load_study

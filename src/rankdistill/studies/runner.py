@@ -58,6 +58,14 @@ def _fingerprint(variant: Variant, seed: int) -> str:
     return hash_config(dump)
 
 
+def _finished(state: dict[str, Any], variant: Variant, seed: int, seeds: list[int]) -> dict[str, Any] | None:
+    """The state entry of a variant finished with its present config (and its metrics still there), else None."""
+    saved = state["variants"].get(_key(variant, seed, seeds))
+    if saved and saved["fingerprint"] == _fingerprint(variant, seed) and read_metrics(Path(variant.configs[seed].output)):
+        return saved
+    return None
+
+
 def _read_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"variants": {}}
@@ -98,10 +106,8 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
         durations: list[float] = []
         for i, (variant, seed) in enumerate(todo, 1):
             key = _key(variant, seed, seeds)
-            fingerprint = _fingerprint(variant, seed)
-            saved = state["variants"].get(key)
-            folder = Path(variant.configs[seed].output)
-            if saved and saved["fingerprint"] == fingerprint and read_metrics(folder):
+            saved = _finished(state, variant, seed, seeds)
+            if saved:
                 notify("up to date", f"variant {i}/{len(todo)} {key}: finished earlier")
                 result.done_earlier.append(key)
                 result.steps[key] = saved["steps"]
@@ -113,7 +119,7 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
             durations.append(time.perf_counter() - start)
             steps = {"ran": len(run.ran), "reused": len(run.reused), "up to date": len(run.skipped)}
             state["variants"][key] = {
-                "fingerprint": fingerprint, "variant": variant.name, "seed": seed, "overrides": variant.overrides,
+                "fingerprint": _fingerprint(variant, seed), "variant": variant.name, "seed": seed, "overrides": variant.overrides,
                 "steps": steps, "costs": run.costs, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             with atomic_write(out / STATE) as handle:
@@ -171,13 +177,10 @@ def _write_table(study: Study, state: dict[str, Any], result: StudyResult) -> No
     metrics: dict[str, list[dict]] = {}
     costs: dict[str, dict[str, float]] = {}
     for v in study.variants:
-        runs = [read_metrics(Path(v.configs[s].output)) for s in seeds]
-        entries = [state["variants"].get(_key(v, s, seeds)) for s in seeds]
-        if not all(runs) or not all(entries):
-            continue
-        if any(e["fingerprint"] != _fingerprint(v, s) for e, s in zip(entries, seeds)):
-            continue  # its config changed since: rerun it to have its row
-        metrics[v.name] = runs
+        entries = [_finished(state, v, s, seeds) for s in seeds]
+        if not all(entries):
+            continue  # not run yet, or its config changed since: rerun it to have its row
+        metrics[v.name] = [read_metrics(Path(v.configs[s].output)) for s in seeds]
         costs[v.name] = {
             "cpu_seconds": sum(c["cpu_seconds"] for e in entries for c in e["costs"].values()),
             "steps_run": sum(e["steps"]["ran"] for e in entries),

@@ -91,5 +91,7 @@ class StepCache:
             shutil.rmtree(folder, ignore_errors=True)
         try:
             tmp.rename(folder)
-        except OSError:  # another study sharing this cache stored the same step meanwhile: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            if not (folder / "step.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another study sharing this cache stored the same step meanwhile

@@ -706,7 +706,7 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None, dry_r
 
 
 def _run_stages(r: _Runner) -> PipelineResult:
-    """Every stage of ``r.config`` in order (``run_pipeline`` holds the output folder's lock)."""
+    """Every stage of ``r.config`` in order (``run_pipeline`` holds the output folder's lock, except for a plan)."""
     config, dry_run = r.config, r.dry_run
     if not dry_run:
         with atomic_write(r.root / "config.json") as handle:
