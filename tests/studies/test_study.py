@@ -279,3 +279,12 @@ def test_a_variant_added_and_run_alone_joins_the_table_of_those_finished_earlier
     study(changed, only=["base"])  # nothing runs; kl's finished run no longer matches its config
     rows = [r["name"] for r in json.loads((setup / "out-three/table.json").read_text())["rows"]]
     assert "kl" not in rows and "kl-q2" in rows and "q1" in rows
+
+
+def test_eta_leaves_out_the_first_variant_which_computed_the_shared_steps():
+    from rankdistill.studies.runner import _eta
+
+    assert _eta([600.0], 3) == "; ETA 30 min for 3 left"  # one variant run: its time is all there is
+    assert _eta([600.0, 100.0, 140.0], 2) == "; ETA 4 min for 2 left"  # mean of 100 and 140 s, not of all three
+    assert _eta([600.0, 20.0], 2) == "; ETA 40 s for 2 left"
+    assert _eta([600.0, 100.0], 0) == ""

@@ -76,9 +76,12 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _eta(seconds: list[float], left: int) -> str:
+    """Time for the ``left`` variants still to run, from the wall times of those run so far. The first variant run
+    also computes the steps that later ones take from the cache, so it is left out once another has run."""
     if not seconds or not left:
         return ""
-    eta = sum(seconds) / len(seconds) * left
+    typical = seconds[1:] or seconds
+    eta = sum(typical) / len(typical) * left
     return f"; ETA {eta / 60:.0f} min for {left} left" if eta >= 60 else f"; ETA {eta:.0f} s for {left} left"
 
 
@@ -126,7 +129,7 @@ def run_study(study: Study, *, only: list[str] | None = None, on_event: EventHan
                 json.dump(state, handle, indent=2, default=str)
             result.ran.append(key)
             result.steps[key] = steps
-            left = len(todo) - i
+            left = sum(1 for v, s in todo[i:] if not _finished(state, v, s, seeds))  # not those finished earlier
             notify("note", f"variant {i}/{len(todo)} {key}: done in {durations[-1]:.0f} s ({steps['ran']} steps run, "
                            f"{steps['reused']} reused from other variants){_eta(durations, left)}")
             _write_table(study, state, result)  # after every variant: a stopped study has its table so far
