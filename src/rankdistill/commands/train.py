@@ -99,7 +99,7 @@ def train_command(
         Optional[bool], typer.Option("--keep-checkpoints/--no-keep-checkpoints", help=_help("keep_checkpoints"))
     ] = None,
 ) -> None:
-    """Train a cross-encoder (score from the first token, monoELECTRA style) on listwise data.
+    """Train a cross-encoder on listwise data (scored from the first token, monoELECTRA style; --head gated for few queries).
 
     Built on sentence-transformers' CrossEncoderTrainer: bf16, gradient accumulation, warm-up, checkpoints and
     --resume come from Hugging Face's Trainer; run it under `torchrun`/`accelerate launch` for several GPUs
