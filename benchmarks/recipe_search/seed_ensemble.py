@@ -1,0 +1,90 @@
+"""Do two students beat one? Students of the demo recipe trained with different seeds on the same folds, averaged.
+
+Each fold's students differ only in the training seed (head init, data order, dropout: ``train.stages.0.seed``); the
+ensemble ranks each query's top 100 by the mean of the students' per-query z-scores, and over SPLADE++ also fused
+with SPLADE++'s score at weight 1, as study-dl20 fuses a single student. It costs twice the training and twice the
+re-ranking of one student. Figures: RESULTS section 12.
+
+    IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/rankdistill pipeline examples/study-dl20-base.yaml
+    sed 's#output: ../out/study-dl20-base#&-trainseed1#; s#      bf16: auto#&\\n      seed: 1#' \\
+        examples/study-dl20-base.yaml > examples/.trainseed1.yaml
+    IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/rankdistill pipeline examples/.trainseed1.yaml
+    .venv/bin/python benchmarks/recipe_search/seed_ensemble.py out/study-dl20-base out/study-dl20-base-trainseed1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import ir_measures
+import numpy as np
+from scipy.stats import ttest_rel
+
+from rankdistill.data.trec import read_qrels, read_run
+from rankdistill.reranking.fusion import fuse_with_first_stage
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data" / "msmarco-dl20"
+SETS = {"bm25": "bm25-top100.run", "splade-pp-ed": "splade-pp-ed-top100.run"}
+DEPTH = 100
+NDCG = ir_measures.parse_measure("nDCG@10")
+
+
+def z(scores: dict[str, float]) -> dict[str, float]:
+    values = np.array(list(scores.values()))
+    std = values.std() or 1.0
+    return {d: (v - values.mean()) / std for d, v in scores.items()}
+
+
+def per_query(run: dict, qrels: dict) -> dict[str, float]:
+    scored = {q: dict(ranked[:DEPTH]) if isinstance(ranked, list) else ranked for q, ranked in run.items()}
+    values = {m.query_id: m.value for m in ir_measures.iter_calc([NDCG], qrels, scored)}
+    return {q: values.get(q, 0.0) for q in qrels}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders (same folds, other seeds)")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args()
+    qrels = read_qrels(DATA / "qrels.txt")
+    result: dict = {}
+    for name, first_file in SETS.items():
+        first = read_run(DATA / first_file)
+        students = [read_run(out / "eval" / "cv" / name / "student.run") for out in args.outputs]
+        zero_shot = read_run(args.outputs[0] / "eval" / "cv" / name / "zero-shot" / "teacher.run")
+        qids = sorted(students[0])
+        qr = {q: qrels[q] for q in qids if q in qrels}
+        ensemble = {}
+        for q in qids:
+            zs = [z(dict(s[q][:DEPTH])) for s in students]
+            ensemble[q] = {d: float(np.mean([x[d] for x in zs])) for d in zs[0]}
+        rows = {"first stage": first, "zero-shot": zero_shot,
+                **{f"student {i + 1}": s for i, s in enumerate(students)}, "ensemble": ensemble}
+        if name != "bm25":
+            rows["student 1 + first stage"] = {q: dict(fuse_with_first_stage(students[0][q][:DEPTH], first[q], 1.0))
+                                               for q in qids}
+            rows["ensemble + first stage"] = {
+                q: dict(fuse_with_first_stage(list(ensemble[q].items()), first[q], 1.0)) for q in qids}
+        values = {label: per_query({q: run[q] for q in qids}, qr) for label, run in rows.items()}
+        result[name] = {}
+        print(f"{name}:")
+        for label, v in values.items():
+            mean = float(np.mean(list(v.values())))
+            line = {"nDCG@10": mean}
+            fused = label == "ensemble + first stage"
+            for base in (("student 1 + first stage", "first stage") if fused else ("student 1", "zero-shot")):
+                if label.startswith("ensemble"):
+                    a, b = [v[q] for q in qr], [values[base][q] for q in qr]
+                    line[f"vs {base}"] = {"delta": mean - float(np.mean(b)), "p": float(ttest_rel(a, b).pvalue)}
+            result[name][label] = line
+            extra = "".join(f"  vs {k[3:]}: {x['delta']:+.4f} (p = {x['p']:.3f})" for k, x in line.items() if k != "nDCG@10")
+            print(f"  {label:26s} {mean:.4f}{extra}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
