@@ -70,7 +70,7 @@ def patch(kept_weight: float) -> None:
     def first_stage_order(path, qids=None, columns=None):
         import pyarrow as pa
 
-        columns = list(columns or schema.read_set(path).column_names)
+        columns = list(columns or read_set(path).column_names)
         frame = read_set(path, qids, columns=[*columns, "first_stage_rank"]).to_pandas()
         if frame["first_stage_rank"].isna().any():
             raise SystemExit(f"{path}: a row without first_stage_rank")
