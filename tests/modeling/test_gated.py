@@ -142,3 +142,86 @@ def test_gated_head_needs_a_bert_family_encoder(tmp_path):
                            intermediate_size=32)).save_pretrained(folder)
     with pytest.raises(RankdistillError, match="head 'gated' cannot use .*BERT-family"):
         build_cross_encoder(str(folder), max_query_length=8, max_passage_length=8, seed=0, head="gated")
+
+
+@pytest.fixture(scope="module")
+def mpnet_encoder(tmp_path_factory):
+    """A tiny MPNet (all-mpnet-base-v2's architecture: relative position bias, attention computed in the layer, not
+    through AttentionInterface) with wide random weights, saved as a plain encoder folder with a local tokenizer."""
+    from transformers import BertTokenizerFast, MPNetConfig, MPNetModel
+
+    from helpers.tiny import build_vocab
+
+    folder = tmp_path_factory.mktemp("gated-mpnet") / "enc"
+    folder.mkdir()
+    vocab = build_vocab(folder / "vocab.txt")
+    tokens = vocab.read_text().splitlines()
+    tokens[0], tokens[1] = tokens[1], tokens[0]  # [UNK] 0, [PAD] 1: MPNet's embeddings take id 1 for padding
+    vocab.write_text("\n".join(tokens) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(vocab), vocab_file=str(vocab), do_lower_case=True, model_max_length=512)
+    assert tokenizer.pad_token_id == 1
+    torch.manual_seed(0)
+    model = MPNetModel(MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64, pad_token_id=1))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3, generator=gen)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_mpnet_with_shut_gates_scores_its_bi_encoder_cosine(mpnet_encoder):
+    """MPNet's relative position bias depends only on distances, so each sequence of the pair sees the bias it sees
+    alone: step 0 is the bi-encoder, as for BERT."""
+    from sentence_transformers import SentenceTransformer
+
+    model = build(mpnet_encoder)
+    got = model.predict(PAIRS)
+    st = SentenceTransformer(str(mpnet_encoder), device="cpu")
+    st.max_seq_length = 16 + 2
+    q = st.encode([q for q, _ in PAIRS], normalize_embeddings=True, convert_to_tensor=True)
+    p = st.encode([p for _, p in PAIRS], normalize_embeddings=True, convert_to_tensor=True)
+    assert np.abs(got - 20.0 * (q * p).sum(-1).numpy()).max() < 1e-4
+    assert len(set(np.round(got, 3))) == 4
+
+
+def test_mpnet_with_open_gates_is_mpnets_own_attention_over_the_pair(mpnet_encoder):
+    """Gates at 1: the patched self-attention equals transformers' own MPNet over the whole pair (same ids, positions)."""
+    from transformers import MPNetModel
+
+    gated = build(mpnet_encoder)[0]
+    features = gated.preprocess(PAIRS)
+    plain_model = MPNetModel.from_pretrained(str(mpnet_encoder), attn_implementation="eager").eval()
+    with torch.no_grad():
+        gated.gates.fill_(1.0)
+        got = gated.forward(dict(features))["token_embeddings"]
+        plain = plain_model(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
+                            position_ids=features["position_ids"]).last_hidden_state
+    real = features["attention_mask"].bool()
+    assert torch.allclose(got[real], plain[real], atol=1e-5)
+    assert all(layer.attention.attn.gated_state is None for layer in gated.auto_model.base_model.encoder.layer)
+
+
+def test_a_gated_mpnet_trains_opens_its_gates_and_round_trips(mpnet_encoder, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from rankdistill.modeling.cross_encoder import load_cross_encoder
+    from rankdistill.modeling.gated import read_gates
+    from rankdistill.reranking.scorer import CrossEncoderScorer
+    from rankdistill.training.trainer import train
+
+    data = write_set(tmp_path / "train.parquet")
+    folder = train(data, output=tmp_path / "mpnet", model=str(mpnet_encoder), head="gated", max_steps=4,
+                   learning_rate=1e-3, gate_learning_rate=0.05, warmup_ratio=0.0, save_steps=1000, seed=0,
+                   max_query_length=8, max_passage_length=16)
+    assert read_gates(folder).clamp(0, 1).max() > 0.05  # the gates got a gradient through the patched attention
+    ours = load_cross_encoder(folder, device="cpu").predict(PAIRS)
+    theirs = CrossEncoder(str(folder), trust_remote_code=True, device="cpu", activation_fn=torch.nn.Identity()).predict(PAIRS)
+    assert np.abs(ours - theirs).max() < 1e-6
+    assert np.abs(ours - build(mpnet_encoder).predict(PAIRS)).max() > 1e-3  # it is not the untrained model any more
+    scorer = CrossEncoderScorer(folder, dtype="float32")  # rerank's scorer: MPNet takes the Hugging Face forward
+    assert scorer.fast is None
+    assert np.abs(scorer.score([q for q, _ in PAIRS], [p for _, p in PAIRS]) - ours).max() < 1e-4

@@ -17,11 +17,14 @@ gradient, unlike an attention bias at −∞).
 
 transformers lets a model use an attention function registered under a name (``AttentionInterface``): importing
 this module registers ``rankdistill_gated``; the masks and gates reach it as keyword arguments of the forward.
+MPNet (all-mpnet-base-v2) computes attention in its own layer, with a relative position bias: its self-attention
+modules get :func:`_gated_mpnet_attention` instead.
 """
 
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,10 @@ ATTENTION = "rankdistill_gated"
 GATED_ENCODER = "rankdistill.modeling.gated.GatedTransformer"
 GATES_FILE = "gates.json"
 # model types whose position ids start after the padding index (create_position_ids_from_input_ids)
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert"}
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet"}
+# model types whose self-attention adds a relative position bias and is not routed through AttentionInterface: their
+# self-attention modules are given :func:`_gated_mpnet_attention` (all-mpnet-base-v2 is one)
+_RELATIVE_BIAS = {"mpnet"}
 
 
 def gated_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, gated_masks=None,
@@ -61,6 +67,67 @@ def gated_attention(module, query, key, value, attention_mask, scaling=None, dro
             weights = own
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), None
+
+
+def _gated_mpnet_attention(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False,
+                           **kwargs):
+    """``MPNetSelfAttention.forward`` with the gated weights: MPNet computes attention itself (its relative position
+    bias, from :class:`MPNetEncoder`, is added to the scores), so the gated masks and gates reach it through the
+    module's ``gated_state``, set by :meth:`GatedTransformer.forward` for one call. The bias joins both masks: within a
+    sequence the relative distances, hence the bias, are those of the sequence encoded alone."""
+    shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+    q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.q, self.k, self.v))
+    bias = position_bias if position_bias is not None else 0.0
+    state = getattr(self, "gated_state", None)
+    if state is None:  # a plain forward: MPNet's own attention
+        mask, gated_masks, gates = bias + (attention_mask if attention_mask is not None else 0.0), None, None
+    else:
+        (own_mask, all_mask), gates = state
+        mask, gated_masks = None, (own_mask + bias, all_mask + bias)
+    out, _ = gated_attention(self, q, k, v, mask, scaling=self.attention_head_size ** -0.5, dropout=self.dropout.p,
+                             gated_masks=gated_masks, gates=gates)
+    out = self.o(out.reshape(*hidden_states.shape[:-1], self.all_head_size))
+    return (out, None) if output_attentions else (out,)
+
+
+def _mpnet_reason(model) -> str | None:
+    """Why an MPNet model cannot take the gated layout (None when it can)."""
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if not layers:
+        return "no encoder.layer modules"
+    for layer in layers:
+        attn = getattr(getattr(layer, "attention", None), "attn", None)
+        if attn is None or any(getattr(attn, name, None) is None for name in ("q", "k", "v", "o", "dropout")):
+            return "unexpected MPNet layer layout"
+    return None
+
+
+def prepare(model) -> None:
+    """Ready a loaded encoder for the gated layout: each self-attention learns the layer whose gates it reads, and
+    MPNet's take :func:`_gated_mpnet_attention` (a BERT-family encoder's attention is routed by name already)."""
+    relative = getattr(model.config, "model_type", None) in _RELATIVE_BIAS
+    for index, layer in enumerate(model.base_model.encoder.layer):
+        attention = layer.attention.attn if relative else layer.attention.self
+        attention.layer_idx = index
+        if relative:
+            attention.forward = types.MethodType(_gated_mpnet_attention, attention)
+
+
+def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+           gated_masks: tuple[torch.Tensor, torch.Tensor], gates: torch.Tensor) -> torch.Tensor:
+    """The last hidden states of a :func:`prepare`-d encoder over a batch of the gated layout (training and re-ranking
+    both call this, so the two cannot drift apart)."""
+    if getattr(model.config, "model_type", None) in _RELATIVE_BIAS:  # MPNet: the state its attention reads, one call
+        attentions = [layer.attention.attn for layer in model.base_model.encoder.layer]
+        for attention in attentions:
+            attention.gated_state = (gated_masks, gates)
+        try:
+            return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        finally:
+            for attention in attentions:
+                attention.gated_state = None
+    return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                 token_type_ids=torch.zeros_like(input_ids), gated_masks=gated_masks, gates=gates).last_hidden_state
 
 
 def _no_mask(*args, **kwargs):
@@ -132,15 +199,16 @@ class GatedTransformer(Transformer):
         model_kwargs["attn_implementation"] = ATTENTION
         kwargs.setdefault("transformer_task", "feature-extraction")
         super().__init__(model_name_or_path, *args, model_kwargs=model_kwargs, **kwargs)
-        if (reason := unsupported_reason(self.auto_model, pooled=False)) is not None:
-            raise ValueError(f"the gated layout needs a BERT-family encoder with absolute positions ({reason})")
         config = self.auto_model.config
+        relative = getattr(config, "model_type", None) in _RELATIVE_BIAS
+        reason = _mpnet_reason(self.auto_model) if relative else unsupported_reason(self.auto_model, pooled=False)
+        if reason is not None:
+            raise ValueError(f"the gated layout needs a BERT-family encoder with absolute positions, or MPNet ({reason})")
         self.max_query_length = int(max_query_length)
         self.max_passage_length = int(max_passage_length)
         self.gates = torch.nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
         self._offset = position_offset(config)
-        for index, layer in enumerate(self.auto_model.base_model.encoder.layer):  # the gate each layer reads
-            layer.attention.self.layer_idx = index
+        prepare(self.auto_model)
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
         if not inputs:
@@ -163,15 +231,8 @@ class GatedTransformer(Transformer):
         dtype = self.auto_model.dtype
         if torch.is_autocast_enabled(ids.device.type):
             dtype = torch.get_autocast_dtype(ids.device.type)
-        out = self.auto_model(
-            input_ids=ids,
-            attention_mask=features["attention_mask"],
-            position_ids=features["position_ids"],
-            token_type_ids=torch.zeros_like(ids),
-            gated_masks=masks(features["segments"], dtype),
-            gates=self.gates,
-        )
-        features["token_embeddings"] = out.last_hidden_state
+        features["token_embeddings"] = encode(self.auto_model, ids, features["attention_mask"], features["position_ids"],
+                                              masks(features["segments"], dtype), self.gates)
         return features
 
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:

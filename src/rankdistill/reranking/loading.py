@@ -68,7 +68,7 @@ def load_weights(files: ModelFiles, model: str | Path, dtype: str, device: str) 
     from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers import logging as hf_logging
 
-    from rankdistill.modeling.gated import ATTENTION
+    from rankdistill.modeling.gated import ATTENTION, prepare
 
     auto_class = AutoModel if files.head is not None else AutoModelForSequenceClassification
     level = hf_logging.get_verbosity()
@@ -94,6 +94,8 @@ def load_weights(files: ModelFiles, model: str | Path, dtype: str, device: str) 
             "its scores are not meaningful; train it first (rankdistill train)",
             stacklevel=3,  # the caller of the scorer
         )
+    if files.gates is not None:
+        prepare(net)
     net.eval().to(device)
     if files.head is not None:
         files.head.eval().to(device)  # computes in float32 whatever the encoder's dtype

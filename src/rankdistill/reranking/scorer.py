@@ -247,7 +247,7 @@ class CrossEncoderScorer:
         """A batch of the gated layout (type ids = segments: 1 query, 2 passage, 0 padding)."""
         import torch
 
-        from rankdistill.modeling.gated import masks, positions
+        from rankdistill.modeling.gated import encode, masks, positions
 
         ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
         segments = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
@@ -258,8 +258,7 @@ class CrossEncoderScorer:
         if self.fast is not None:
             states = self.fast(ids, torch.zeros_like(ids), mask, position_ids=pos, gated=(*gated_masks, gates))
         else:
-            states = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, token_type_ids=torch.zeros_like(ids),
-                                gated_masks=gated_masks, gates=gates).last_hidden_state
+            states = encode(self.model, ids, mask, pos, gated_masks, gates)
         return self.head.score(states, ids, mask).float().cpu().numpy()
 
     def token_count(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[int, int]:
