@@ -67,15 +67,20 @@ def tiny_encoder_dir(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
 def tiny_scoring_dir(folder: Path, seed: int = 3) -> Path:
     """The tiny BERT re-initialised with wider weights (std 0.3, seeded), so scores depend on the text
     and differ by far more than a 1e-4 tolerance (at std 0.02 every pair scores about the same)."""
-    import torch
     from transformers import AutoModelForSequenceClassification
 
     folder = tiny_encoder_dir(folder, kind="bert", seed=seed)
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    widen(AutoModelForSequenceClassification.from_pretrained(folder)).save_pretrained(folder)
+    return folder
+
+
+def widen(model, std: float = 0.3):
+    """``model`` with every weight matrix redrawn at ``std`` (seeded): texts then score far apart."""
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() > 1:
-                param.normal_(0.0, 0.3, generator=gen)
-    model.save_pretrained(folder)
-    return folder
+                param.normal_(0.0, std, generator=gen)
+    return model

@@ -150,7 +150,7 @@ def mpnet_encoder(tmp_path_factory):
     through AttentionInterface) with wide random weights, saved as a plain encoder folder with a local tokenizer."""
     from transformers import BertTokenizerFast, MPNetConfig, MPNetModel
 
-    from helpers.tiny import build_vocab
+    from helpers.tiny import build_vocab, widen
 
     folder = tmp_path_factory.mktemp("gated-mpnet") / "enc"
     folder.mkdir()
@@ -161,14 +161,8 @@ def mpnet_encoder(tmp_path_factory):
     tokenizer = BertTokenizerFast(vocab=str(vocab), vocab_file=str(vocab), do_lower_case=True, model_max_length=512)
     assert tokenizer.pad_token_id == 1
     torch.manual_seed(0)
-    model = MPNetModel(MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, intermediate_size=64, pad_token_id=1))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3, generator=gen)
-    model.save_pretrained(folder)
+    widen(MPNetModel(MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=64, pad_token_id=1))).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
