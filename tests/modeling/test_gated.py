@@ -196,7 +196,9 @@ def test_mpnet_with_open_gates_is_mpnets_own_attention_over_the_pair(mpnet_encod
                             position_ids=features["position_ids"]).last_hidden_state
     real = features["attention_mask"].bool()
     assert torch.allclose(got[real], plain[real], atol=1e-5)
-    assert all(layer.attention.attn.gated_state is None for layer in gated.auto_model.base_model.encoder.layer)
+    from rankdistill.modeling.gated import _MPNET_STATE
+
+    assert _MPNET_STATE.value is None  # the state lives for one forward only
 
 
 def test_a_gated_mpnet_trains_opens_its_gates_and_round_trips(mpnet_encoder, tmp_path):
@@ -219,3 +221,9 @@ def test_a_gated_mpnet_trains_opens_its_gates_and_round_trips(mpnet_encoder, tmp
     scorer = CrossEncoderScorer(folder, dtype="float32")  # rerank's scorer: MPNet takes the Hugging Face forward
     assert scorer.fast is None
     assert np.abs(scorer.score([q for q, _ in PAIRS], [p for _, p in PAIRS]) - ours).max() < 1e-4
+    # two threads, batches of different lengths at once (the re-ranker's parallel streams share the model)
+    many = [(q, " ".join([p] * (1 + i % 5))) for i in range(40) for q, p in PAIRS[i % 4 : i % 4 + 1]]
+    threaded = CrossEncoderScorer(folder, dtype="float32", threads=2, batch_tokens=64)
+    assert threaded.workers == 2
+    want = load_cross_encoder(folder, device="cpu").predict(many)
+    assert np.abs(threaded.score([q for q, _ in many], [p for _, p in many]) - want).max() < 1e-4

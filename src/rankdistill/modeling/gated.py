@@ -24,6 +24,7 @@ modules get :func:`_gated_mpnet_attention` instead.
 from __future__ import annotations
 
 import json
+import threading
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,16 +70,21 @@ def gated_attention(module, query, key, value, attention_mask, scaling=None, dro
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), None
 
 
+# the gated masks and gates of the forward running on this thread: the re-ranker scores batches of different lengths
+# on several threads with one model, so they cannot live on the (shared) modules
+_MPNET_STATE = threading.local()
+
+
 def _gated_mpnet_attention(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False,
                            **kwargs):
     """``MPNetSelfAttention.forward`` with the gated weights: MPNet computes attention itself (its relative position
-    bias, from :class:`MPNetEncoder`, is added to the scores), so the gated masks and gates reach it through the
-    module's ``gated_state``, set by :meth:`GatedTransformer.forward` for one call. The bias joins both masks: within a
+    bias, from :class:`MPNetEncoder`, is added to the scores), so the gated masks and gates reach it through
+    ``_MPNET_STATE``, which :func:`encode` sets for one call on its thread. The bias joins both masks: within a
     sequence the relative distances, hence the bias, are those of the sequence encoded alone."""
     shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
     q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.q, self.k, self.v))
     bias = position_bias if position_bias is not None else 0.0
-    state = getattr(self, "gated_state", None)
+    state = getattr(_MPNET_STATE, "value", None)
     if state is None:  # a plain forward: MPNet's own attention
         mask, gated_masks, gates = bias + (attention_mask if attention_mask is not None else 0.0), None, None
     else:
@@ -118,14 +124,11 @@ def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positio
     """The last hidden states of a :func:`prepare`-d encoder over a batch of the gated layout (training and re-ranking
     both call this, so the two cannot drift apart)."""
     if getattr(model.config, "model_type", None) in _RELATIVE_BIAS:  # MPNet: the state its attention reads, one call
-        attentions = [layer.attention.attn for layer in model.base_model.encoder.layer]
-        for attention in attentions:
-            attention.gated_state = (gated_masks, gates)
+        _MPNET_STATE.value = (gated_masks, gates)
         try:
             return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
         finally:
-            for attention in attentions:
-                attention.gated_state = None
+            _MPNET_STATE.value = None
     return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                  token_type_ids=torch.zeros_like(input_ids), gated_masks=gated_masks, gates=gates).last_hidden_state
 
