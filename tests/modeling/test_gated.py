@@ -186,6 +186,8 @@ def test_mpnet_with_open_gates_is_mpnets_own_attention_over_the_pair(mpnet_encod
     """Gates at 1: the patched self-attention equals transformers' own MPNet over the whole pair (same ids, positions)."""
     from transformers import MPNetModel
 
+    from rankdistill.modeling.gated import _MPNET_STATE
+
     gated = build(mpnet_encoder)[0]
     features = gated.preprocess(PAIRS)
     plain_model = MPNetModel.from_pretrained(str(mpnet_encoder), attn_implementation="eager").eval()
@@ -196,8 +198,6 @@ def test_mpnet_with_open_gates_is_mpnets_own_attention_over_the_pair(mpnet_encod
                             position_ids=features["position_ids"]).last_hidden_state
     real = features["attention_mask"].bool()
     assert torch.allclose(got[real], plain[real], atol=1e-5)
-    from rankdistill.modeling.gated import _MPNET_STATE
-
     assert _MPNET_STATE.value is None  # the state lives for one forward only
 
 
@@ -222,7 +222,7 @@ def test_a_gated_mpnet_trains_opens_its_gates_and_round_trips(mpnet_encoder, tmp
     assert scorer.fast is None
     assert np.abs(scorer.score([q for q, _ in PAIRS], [p for _, p in PAIRS]) - ours).max() < 1e-4
     # two threads, batches of different lengths at once (the re-ranker's parallel streams share the model)
-    many = [(q, " ".join([p] * (1 + i % 5))) for i in range(40) for q, p in PAIRS[i % 4 : i % 4 + 1]]
+    many = [(PAIRS[i % 4][0], " ".join([PAIRS[i % 4][1]] * (1 + i % 5))) for i in range(40)]
     threaded = CrossEncoderScorer(folder, dtype="float32", threads=2, batch_tokens=64)
     assert threaded.workers == 2
     want = load_cross_encoder(folder, device="cpu").predict(many)

@@ -130,7 +130,9 @@ def test_ctrl_c_mid_run_stops_promptly_and_the_rerun_finishes_the_same_run(tmp_p
     expected = {qid: expected_teacher(c, qid, window=WINDOW, stride=STRIDE)[0] for qid, c in first_stage(run).items()}
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with FakeLLMServer(tmp_path / "interrupted.jsonl", delay=0.2, lifetime=60) as server:
+    # 0.5 s a window: 5 windows a query in sequence, so after the 4th answer about 1.5 s of work is left for the
+    # Ctrl-C to interrupt (at 0.2 s the run once finished first on a loaded machine, leaving nothing to interrupt)
+    with FakeLLMServer(tmp_path / "interrupted.jsonl", delay=0.5, lifetime=60) as server:
         with (tmp_path / "interrupted.stderr").open("w") as stderr:
             proc = subprocess.Popen(_teach_cmd(data, run, out, server.base_url), env=env,
                                     stdout=subprocess.DEVNULL, stderr=stderr)

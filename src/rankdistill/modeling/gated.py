@@ -96,6 +96,11 @@ def _gated_mpnet_attention(self, hidden_states, attention_mask=None, position_bi
     return (out, None) if output_attentions else (out,)
 
 
+def _relative(config) -> bool:
+    """Whether this model type computes attention itself with a relative position bias (see ``_RELATIVE_BIAS``)."""
+    return getattr(config, "model_type", None) in _RELATIVE_BIAS
+
+
 def _mpnet_reason(model) -> str | None:
     """Why an MPNet model cannot take the gated layout (None when it can)."""
     layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
@@ -111,7 +116,7 @@ def _mpnet_reason(model) -> str | None:
 def prepare(model) -> None:
     """Ready a loaded encoder for the gated layout: each self-attention learns the layer whose gates it reads, and
     MPNet's take :func:`_gated_mpnet_attention` (a BERT-family encoder's attention is routed by name already)."""
-    relative = getattr(model.config, "model_type", None) in _RELATIVE_BIAS
+    relative = _relative(model.config)
     for index, layer in enumerate(model.base_model.encoder.layer):
         attention = layer.attention.attn if relative else layer.attention.self
         attention.layer_idx = index
@@ -123,7 +128,7 @@ def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positio
            gated_masks: tuple[torch.Tensor, torch.Tensor], gates: torch.Tensor) -> torch.Tensor:
     """The last hidden states of a :func:`prepare`-d encoder over a batch of the gated layout (training and re-ranking
     both call this, so the two cannot drift apart)."""
-    if getattr(model.config, "model_type", None) in _RELATIVE_BIAS:  # MPNet: the state its attention reads, one call
+    if _relative(model.config):  # MPNet: the state its attention reads, for this call on this thread
         _MPNET_STATE.value = (gated_masks, gates)
         try:
             return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
@@ -203,8 +208,7 @@ class GatedTransformer(Transformer):
         kwargs.setdefault("transformer_task", "feature-extraction")
         super().__init__(model_name_or_path, *args, model_kwargs=model_kwargs, **kwargs)
         config = self.auto_model.config
-        relative = getattr(config, "model_type", None) in _RELATIVE_BIAS
-        reason = _mpnet_reason(self.auto_model) if relative else unsupported_reason(self.auto_model, pooled=False)
+        reason = _mpnet_reason(self.auto_model) if _relative(config) else unsupported_reason(self.auto_model, pooled=False)
         if reason is not None:
             raise ValueError(f"the gated layout needs a BERT-family encoder with absolute positions, or MPNet ({reason})")
         self.max_query_length = int(max_query_length)
