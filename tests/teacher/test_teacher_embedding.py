@@ -59,7 +59,7 @@ def expected_cosines(model: Path) -> dict[str, dict[str, float]]:
 def test_run_is_the_cosine_order_with_the_first_stage_tail(setup):
     root, data, model = setup
     result = teach(root / "first.run", dataset=data, output=root / "out", backend="embedding", model=str(model),
-                   depth=DEPTH, progress=False)
+                   depth=DEPTH, progress=False, backend_options={"dtype": "float32"})
     cos = expected_cosines(model)
     assert list(result.run) == list(FIRST_STAGE)
     for qid, docs in FIRST_STAGE.items():
@@ -81,7 +81,20 @@ def test_run_is_the_cosine_order_with_the_first_stage_tail(setup):
     stats = json.loads((root / "out" / "stats.json").read_text())
     unique = {d for docs in FIRST_STAGE.values() for d in docs[:DEPTH]}
     assert (stats["queries"], stats["pairs"], stats["unique_passages"]) == (3, 3 + 3 + 2, len(unique))
-    assert stats["model"] == str(model) and stats["pairs_per_s"] > 0
+    assert stats["model"] == str(model) and stats["pairs_per_s"] > 0 and stats["dtype"] == "float32"
+
+
+def test_bf16_autocast_scores_near_the_float32_cosines(setup):
+    """bfloat16 (what ``auto`` picks on a CPU with native bf16) runs the forward under autocast: the scores move,
+    but only by bf16 rounding, and the run says which precision made it."""
+    root, data, model = setup
+    result = teach(root / "first.run", dataset=data, output=root / "out-bf16", backend="embedding", model=str(model),
+                   depth=DEPTH, progress=False, backend_options={"dtype": "bfloat16"})
+    cos = expected_cosines(model)
+    diffs = [abs(score - cos[qid][d]) for qid, docs in FIRST_STAGE.items()
+             for d, score in result.run[qid][: len(docs[:DEPTH])]]
+    assert 0 < max(diffs) < 2e-2  # bf16 rounding moved them (autocast was on), and not by more
+    assert json.loads((root / "out-bf16" / "stats.json").read_text())["dtype"] == "bfloat16"
 
 
 def test_cli_writes_the_same_run(setup, capsys):

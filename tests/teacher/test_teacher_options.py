@@ -50,7 +50,7 @@ def test_defaults_are_todays():
         "base_url": "http://h/v1", "api_key_env": "OPENAI_API_KEY", "concurrency": 8, "timeout": 60.0, "max_retries": 6,
         "temperature": 0.0, "backoff_base": 0.5, "backoff_max": 30.0, "seed": None}
     assert validate_backend_options("embedding", {"max_length": None}).model_dump() == {
-        "batch_size": 64, "device": None, "max_length": None}  # None means the default
+        "batch_size": 64, "device": None, "max_length": None, "dtype": "auto"}  # None means the default
     assert validate_backend_options("replay", {}).model_dump() == {}
 
 

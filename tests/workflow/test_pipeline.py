@@ -10,8 +10,9 @@ import yaml
 from helpers.data import write_tiny_dl20
 from helpers.tiny import tiny_encoder_dir
 
-from rankdistill.workflow.runner import pipeline
 from rankdistill.data.trec import read_run
+from rankdistill.util.device import resolve_dtype
+from rankdistill.workflow.runner import pipeline
 
 N_QUERIES, DEPTH = 6, 12
 
@@ -25,7 +26,7 @@ def tiny_setup(dl20, tmp_path_factory):
     return root, data, model
 
 
-def config(root: Path, data: Path, model: Path, loss: str) -> Path:
+def config(root: Path, data: Path, model: Path, loss: str, dtype: str = "auto") -> Path:
     cfg = {
         "name": "tiny",
         "output": str(root / "out"),
@@ -38,9 +39,9 @@ def config(root: Path, data: Path, model: Path, loss: str) -> Path:
             "stages": [{"name": "distill", "loss": loss, "sample_size": 8, "depth": DEPTH, "epochs": 1,
                         "learning_rate": 1e-3, "max_passage_length": 48}],
         },
-        "evaluate": {"cross_validation": 2, "depth": DEPTH, "measures": ["nDCG@10", "AP(rel=2)"]},
+        "evaluate": {"cross_validation": 2, "depth": DEPTH, "measures": ["nDCG@10", "AP(rel=2)"], "dtype": dtype},
     }
-    path = root / f"config-{loss}.yaml"
+    path = root / f"config-{loss}-{dtype}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -77,3 +78,10 @@ def test_tiny_pipeline_end_to_end_then_skips_then_reruns_only_what_changed(tiny_
 
     forced = pipeline(config(root, data, model, "kl"), from_stage="rerank")
     assert sorted({s.split(":")[0] for s in forced.ran}) == ["evaluate", "rerank"]
+
+    # the zero-shot row is computed in the student's precision (evaluate.dtype), so changing it recomputes both
+    stats = root / "out" / "eval" / "cv" / "bm25" / "zero-shot" / "stats.json"
+    assert json.loads(stats.read_text())["dtype"] == resolve_dtype("auto", "cpu")
+    exact = pipeline(config(root, data, model, "kl", dtype="float32"))
+    assert sorted({s.split(":")[0] for s in exact.ran}) == ["evaluate", "rerank", "teach"]
+    assert json.loads(stats.read_text())["dtype"] == "float32"

@@ -262,7 +262,7 @@ class EvaluateConfig(_Strict):
     zero_shot: bool = Field(
         True,
         description="Also re-rank the same candidates with the untrained backbone used as a bi-encoder (cosine of "
-        "mean-pooled embeddings): the baseline that shows what distillation added.",
+        "mean-pooled embeddings), in the student's precision (dtype): the baseline that shows what distillation added.",
     )
     fuse_first_stage: float | None = Field(
         None, ge=0,

@@ -530,13 +530,14 @@ def _zero_shot(r: _Runner, where: str, c: _Candidates, dataset: str, qids: list[
     max_length = r.config.train.stages[-1].max_passage_length
     stage = Stage(f"teach:zero-shot:{where}:{c.name}", "teach",
                   {"dataset": dataset, "model": model, "depth": ev.depth, "backend": "embedding",
-                   "max_length": max_length}, [fs_run], [out])
+                   "max_length": max_length, "dtype": ev.dtype}, [fs_run], [out])
 
     def action():
         from rankdistill.teacher.teach import teach
 
-        return dict(teach(fs_run, dataset=dataset, output=folder, backend="embedding", model=model,
-                          depth=ev.depth, tag="zero-shot", backend_options={"max_length": max_length}).stats)
+        # in the student's precision (evaluate.dtype), as the gated head's step 0 would be scored
+        return dict(teach(fs_run, dataset=dataset, output=folder, backend="embedding", model=model, depth=ev.depth,
+                          tag="zero-shot", backend_options={"max_length": max_length, "dtype": ev.dtype}).stats)
 
     r.run(stage, action)
     return out
