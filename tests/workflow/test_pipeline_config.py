@@ -120,3 +120,11 @@ def test_bad_measure_is_caught_when_the_config_is_read(tmp_path):
     text = BASE.replace("LOSS", "lce").replace("{cross_validation: 2}", "{cross_validation: 2, measures: [nDCG@10, RR@10(rel=2)]}")
     with pytest.raises(RankdistillError, match=r"evaluate\.measures: .*'RR@10\(rel=2\)'"):
         load_config(write(tmp_path, text))
+
+
+def test_the_best_recipes_held_back_judgment_trains_the_best_recipe():
+    """benchmarks/results/heldback-mpnet-e3 copies the training section of the best recipe (RESULTS 14): no drift."""
+    results = EXAMPLES.parent / "benchmarks" / "results"
+    best = load_config(results / "mpnet-cv-e3" / "config.yaml")
+    assert (best.train.head, best.train.stages[0].epochs, best.evaluate.cross_validation) == ("gated", 3, 2)
+    assert load_config(results / "heldback-mpnet-e3" / "config.yaml").train.model_dump() == best.train.model_dump()
