@@ -1,4 +1,4 @@
-"""Do two students beat one? Students of the demo recipe trained with different seeds on the same folds, averaged.
+"""Do two students beat one? Students of one recipe trained with other seeds or on other fold splits, averaged.
 
 Each fold's students differ only in the training seed (head init, data order, dropout: ``train.stages.0.seed``); the
 ensemble ranks each query's top 100 by the mean of the students' per-query z-scores, and over SPLADE++ also fused
@@ -10,6 +10,13 @@ re-ranking of one student. Figures: RESULTS section 12.
         examples/study-dl20-base.yaml > examples/.trainseed1.yaml
     IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/rankdistill pipeline examples/.trainseed1.yaml
     .venv/bin/python benchmarks/recipe_search/seed_ensemble.py out/study-dl20-base out/study-dl20-base-trainseed1
+
+Two fold splits (``seed: 0`` and ``seed: 1``) give each query two students that never saw it, each trained on a
+different 27 of the other 53 queries: their ensemble is a bagged student, still judged only on unseen queries
+(RESULTS section 14, the 3-epoch mpnet recipe; the first output holds the zero-shot row):
+
+    .venv/bin/python benchmarks/recipe_search/seed_ensemble.py out/mpnet-cv-e3 out/mpnet-cv-e3-seed1 \
+        --set bm25-top100=bm25-top100.run --set splade-pp-ed=splade-pp-ed-top100.run
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 
 import ir_measures
 import numpy as np
-from scipy.stats import ttest_rel
+from scipy.stats import kendalltau, ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run
 from rankdistill.reranking.fusion import fuse_with_first_stage
@@ -44,14 +51,28 @@ def per_query(run: dict, qrels: dict) -> dict[str, float]:
     return {q: values.get(q, 0.0) for q in qrels}
 
 
+def agreement(a: dict, b: dict, qids: list[str]) -> dict[str, float]:
+    """How alike two students rank: mean Kendall tau of their scores of each query's top ``DEPTH``, top-10 overlap."""
+    taus, overlaps = [], []
+    for q in qids:
+        sa, sb = dict(a[q][:DEPTH]), dict(b[q][:DEPTH])
+        docs = list(sa)
+        taus.append(kendalltau([sa[d] for d in docs], [sb.get(d, float("-inf")) for d in docs]).statistic)
+        overlaps.append(len({d for d, _ in a[q][:10]} & {d for d, _ in b[q][:10]}) / 10)
+    return {"tau": float(np.mean(taus)), "overlap": float(np.mean(overlaps)), "depth": DEPTH}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders (same folds, other seeds)")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--set", action="append", metavar="NAME=RUN", help="candidate set NAME of the outputs and its "
+                        "first-stage run in ../shared/data/msmarco-dl20 (default: bm25 and splade-pp-ed)")
     args = parser.parse_args()
+    sets = dict(item.split("=", 1) for item in args.set) if args.set else SETS
     qrels = read_qrels(DATA / "qrels.txt")
     result: dict = {}
-    for name, first_file in SETS.items():
+    for name, first_file in sets.items():
         first = read_run(DATA / first_file)
         students = [read_run(out / "eval" / "cv" / name / "student.run") for out in args.outputs]
         zero_shot = read_run(args.outputs[0] / "eval" / "cv" / name / "zero-shot" / "teacher.run")
@@ -63,14 +84,15 @@ def main() -> None:
             ensemble[q] = {d: float(np.mean([x[d] for x in zs])) for d in zs[0]}
         rows = {"first stage": first, "zero-shot": zero_shot,
                 **{f"student {i + 1}": s for i, s in enumerate(students)}, "ensemble": ensemble}
-        if name != "bm25":
+        if not name.startswith("bm25"):
             rows["student 1 + first stage"] = {q: dict(fuse_with_first_stage(students[0][q][:DEPTH], first[q], 1.0))
                                                for q in qids}
             rows["ensemble + first stage"] = {
                 q: dict(fuse_with_first_stage(list(ensemble[q].items()), first[q], 1.0)) for q in qids}
         values = {label: per_query({q: run[q] for q in qids}, qr) for label, run in rows.items()}
-        result[name] = {}
-        print(f"{name}:")
+        result[name] = {"agreement": agreement(students[0], students[1], qids)} if len(students) > 1 else {}
+        print(f"{name}:" + (" students 1 and 2: Kendall tau {tau:.3f} over the top {depth}, top-10 overlap "
+                            "{overlap:.3f}".format(**result[name]["agreement"]) if result[name] else ""))
         for label, v in values.items():
             mean = float(np.mean(list(v.values())))
             line = {"nDCG@10": mean}
