@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ContextManager, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,7 +60,7 @@ def load_bi_encoder(model: str, device: str | None = None):
         ) from exc
 
 
-def _precision(encoder, dtype: str) -> tuple[str, Callable[[], ContextManager]]:
+def _precision(encoder, dtype: str) -> tuple[str, Callable[[], contextlib.AbstractContextManager]]:
     """The forward's resolved dtype and a factory of its context: autocast, so the weights stay float32.
 
     On a CPU with native bf16 (AVX512_BF16/AMX) all-mpnet-base-v2's forward ran 2.9x faster than float32, embeddings
@@ -77,7 +77,8 @@ def _precision(encoder, dtype: str) -> tuple[str, Callable[[], ContextManager]]:
     return resolved, functools.partial(torch.autocast, torch.device(device).type, dtype=getattr(torch, resolved))
 
 
-def _encode(encoder, texts: list[str], batch_size: int, bar, task, precision) -> np.ndarray:
+def _encode(encoder, texts: list[str], batch_size: int, bar, task,
+            precision: Callable[[], contextlib.AbstractContextManager]) -> np.ndarray:
     """Normalised embeddings of ``texts`` (float32, one row each), advancing ``task`` chunk by chunk."""
     parts = []
     for start in range(0, len(texts), CHUNK):
