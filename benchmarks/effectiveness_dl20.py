@@ -57,18 +57,11 @@ def _config(path: Path, out: Path, epochs: float):
 
 
 def _zscore_fusion(runs: dict, weights: dict[str, float], qids: list[str]) -> dict:
-    import numpy as np
+    """The runs named in ``weights`` fused by weighted z-scores over each query's whole list (``rankdistill fuse``)."""
+    from rankdistill.reranking.fusion import fuse_runs
 
-    fused = {}
-    for qid in qids:
-        docs = [d for d, _ in runs["bm25"][qid]]
-        total = np.zeros(len(docs))
-        for name, weight in weights.items():
-            scores = dict(runs[name][qid])
-            values = np.array([scores[d] for d in docs], dtype=float)
-            total += weight * (values - values.mean()) / (values.std() or 1.0)
-        fused[qid] = {d: float(s) for d, s in zip(docs, total)}
-    return fused
+    fused = fuse_runs([runs[name] for name in weights], list(weights.values()), depth=None, names=list(weights))
+    return {qid: dict(fused[qid]) for qid in qids}
 
 
 def main() -> None:

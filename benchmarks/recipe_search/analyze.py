@@ -11,14 +11,10 @@ from scipy.stats import ttest_rel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exp import D, EVAL, HERE
 from rankdistill.data.trec import read_qrels, read_run
+from rankdistill.reranking.fusion import fuse_with_first_stage
 
 B = json.loads((HERE / "results" / "_baselines.json").read_text())
 qrels = read_qrels(D / "qrels.txt")
-
-
-def z(values):
-    v = np.asarray(values, float)
-    return (v - v.mean()) / (v.std() or 1.0)
 
 
 def fused(name, ev, w):
@@ -26,11 +22,7 @@ def fused(name, ev, w):
     out = {}
     for f in (0, 1):
         for q, v in read_run(HERE / "runs" / f"{name}-f{f}-{ev}.run").items():
-            s = dict(v)
-            first = dict(fs[q])
-            docs = list(s)
-            total = z([s[d] for d in docs]) + w * z([first[d] for d in docs])
-            out[q] = {d: float(t) for d, t in zip(docs, total)}
+            out[q] = dict(fuse_with_first_stage(v, fs[q], w))
     return {m.query_id: m.value for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, out)}
 
 

@@ -1,7 +1,7 @@
 """Do two students beat one? Students of one recipe trained with other seeds or on other fold splits, averaged.
 
 Each fold's students differ only in the training seed (head init, data order, dropout: ``train.stages.0.seed``); the
-ensemble ranks each query's top 100 by the mean of the students' per-query z-scores, and over SPLADE++ also fused
+ensemble ranks each query's top 100 by the mean of the students' per-query z-scores (``rankdistill fuse``), and over SPLADE++ also fused
 with SPLADE++'s score at weight 1, as study-dl20 fuses a single student. It costs twice the training and twice the
 re-ranking of one student. Figures: RESULTS section 12.
 
@@ -30,19 +30,13 @@ import numpy as np
 from scipy.stats import kendalltau, ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run
-from rankdistill.reranking.fusion import fuse_with_first_stage
+from rankdistill.reranking.fusion import fuse_runs, fuse_with_first_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "msmarco-dl20"
 SETS = {"bm25": "bm25-top100.run", "splade-pp-ed": "splade-pp-ed-top100.run"}
 DEPTH = 100
 NDCG = ir_measures.parse_measure("nDCG@10")
-
-
-def z(scores: dict[str, float]) -> dict[str, float]:
-    values = np.array(list(scores.values()))
-    std = values.std() or 1.0
-    return {d: (v - values.mean()) / std for d, v in scores.items()}
 
 
 def per_query(run: dict, qrels: dict) -> dict[str, float]:
@@ -66,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders (same folds, other seeds)")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--zero-shot-from", type=Path, help="output whose zero-shot row to use (default: the first; the "
+                        "untrained backbone scores each query alike in every split)")
     parser.add_argument("--set", action="append", metavar="NAME=RUN", help="candidate set NAME of the outputs and its "
                         "first-stage run in ../shared/data/msmarco-dl20 (default: bm25 and splade-pp-ed)")
     args = parser.parse_args()
@@ -75,13 +71,12 @@ def main() -> None:
     for name, first_file in sets.items():
         first = read_run(DATA / first_file)
         students = [read_run(out / "eval" / "cv" / name / "student.run") for out in args.outputs]
-        zero_shot = read_run(args.outputs[0] / "eval" / "cv" / name / "zero-shot" / "teacher.run")
+        zero_shot = read_run((args.zero_shot_from or args.outputs[0]) / "eval" / "cv" / name / "zero-shot" / "teacher.run")
         qids = sorted(students[0])
         qr = {q: qrels[q] for q in qids if q in qrels}
-        ensemble = {}
-        for q in qids:
-            zs = [z(dict(s[q][:DEPTH])) for s in students]
-            ensemble[q] = {d: float(np.mean([x[d] for x in zs])) for d in zs[0]}
+        # the students' z-scores summed (ranks as their mean): what `rankdistill fuse` writes
+        fused = fuse_runs(students, depth=DEPTH, names=[str(out) for out in args.outputs])
+        ensemble = {q: dict(fused[q][:DEPTH]) for q in qids}
         rows = {"first stage": first, "zero-shot": zero_shot,
                 **{f"student {i + 1}": s for i, s in enumerate(students)}, "ensemble": ensemble}
         if not name.startswith("bm25"):

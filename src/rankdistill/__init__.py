@@ -31,6 +31,8 @@ _API = {
     "train": "training.trainer",
     "load_cross_encoder": "modeling.cross_encoder",
     "rerank": "reranking.reranker",
+    "fuse": "reranking.fusion",
+    "fuse_runs": "reranking.fusion",
     "evaluate": "evaluation.metrics",
     "pipeline": "workflow.runner",
     "study": "studies.runner",

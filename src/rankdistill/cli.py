@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Verbs in pipeline order; each module defines ``register(app)``.
-VERBS = ("retrieve", "teach", "build", "train", "rerank", "evaluate", "pipeline", "study", "serve", "export")
+VERBS = ("retrieve", "teach", "build", "train", "rerank", "fuse", "evaluate", "pipeline", "study", "serve", "export")
 
 for _verb in VERBS:
     _name = f"rankdistill.commands.{_verb}"

@@ -104,7 +104,7 @@ def test_evaluate_adds_the_backbone_as_a_bi_encoder_over_the_baseline_candidates
 
     root, data, model, qrels = toy
     result = _evaluate(tmp_path, root / "bm25.run", "--dataset", data, "-m", "nDCG@10", "--baseline", root / "bm25.run",
-                       "--zero-shot", model, "--depth", 3)
+                       "--zero-shot", model, "--depth", 3, "--zero-shot-dtype", "float32")
     label = f"zero-shot:{model}"
     assert list(result["runs"]) == ["bm25.run", label]
     # independently: cosines of SentenceTransformer embeddings over the top 3, the 4th candidate kept last
@@ -145,3 +145,17 @@ def test_zero_shot_uses_a_baseline_named_by_its_label(toy, tmp_path):
     by_label = _evaluate(tmp_path, root / "bm25.run", "--baseline", "bm25.run", *common)
     label = f"zero-shot:{model}"
     assert by_label["runs"][label]["per_query"] == by_path["runs"][label]["per_query"]
+
+
+def test_zero_shot_dtype_is_passed_on_and_named(toy, tmp_path, capsys, cli_error):
+    """``--zero-shot-dtype`` reaches the forward (the precision it ran in is printed, since ``auto`` differs between
+    machines), and a dtype that is not one is refused naming the option."""
+    root, data, model, _ = toy
+    common = (root / "bm25.run", "--dataset", data, "-m", "nDCG@10", "--zero-shot", model, "--depth", 3)
+    capsys.readouterr()
+    _evaluate(tmp_path, *common, "--zero-shot-dtype", "bfloat16")
+    assert "bfloat16 forward" in capsys.readouterr().err
+    _evaluate(tmp_path, *common, "--zero-shot-dtype", "float32")
+    assert "float32 forward" in capsys.readouterr().err
+    message = cli_error(["evaluate", *map(str, common), "--zero-shot-dtype", "fp8"])
+    assert "--zero-shot-dtype" in message and "fp8" in message

@@ -134,8 +134,11 @@ def test_ctrl_c_mid_run_stops_promptly_and_the_rerun_finishes_the_same_run(tmp_p
     # Ctrl-C to interrupt (at 0.2 s the run once finished first on a loaded machine, leaving nothing to interrupt)
     with FakeLLMServer(tmp_path / "interrupted.jsonl", delay=0.5, lifetime=60) as server:
         with (tmp_path / "interrupted.stderr").open("w") as stderr:
+            # SIGINT as a terminal delivers it: a suite started in the background (`make test &`) ignores SIGINT,
+            # the child would inherit that and finish instead of stopping
             proc = subprocess.Popen(_teach_cmd(data, run, out, server.base_url), env=env,
-                                    stdout=subprocess.DEVNULL, stderr=stderr)
+                                    stdout=subprocess.DEVNULL, stderr=stderr,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             deadline = time.monotonic() + 45
             while sum(1 for r in server.records("done") if r["delivered"]) < 4:
                 assert proc.poll() is None, (tmp_path / "interrupted.stderr").read_text()
@@ -147,7 +150,9 @@ def test_ctrl_c_mid_run_stops_promptly_and_the_rerun_finishes_the_same_run(tmp_p
         took = time.monotonic() - stopped
         asked_before = {r["prompt_sha"] for r in server.records("recv")}
     assert took < 5, f"Ctrl-C took {took:.1f} s to stop the teacher"  # requests in flight are cancelled
-    assert not (out / "teacher.run").exists()
+    assert not (out / "teacher.run").exists(), (
+        f"the teacher finished before the Ctrl-C reached it (exit {proc.returncode}, {took:.1f} s after it): "
+        + (tmp_path / "interrupted.stderr").read_text()[-2000:])
     with FakeLLMServer(tmp_path / "rerun.jsonl") as server:
         again = subprocess.run(_teach_cmd(data, run, out, server.base_url), env=env,
                                capture_output=True, text=True, timeout=60)

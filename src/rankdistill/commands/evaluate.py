@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
@@ -53,6 +53,11 @@ def evaluate_command(
         Optional[int], typer.Option("--zero-shot-max-length", help="Tokens of each text the --zero-shot model reads "
                                     "(give the student's passage budget; default: the model's own limit).")
     ] = None,
+    zero_shot_dtype: Annotated[
+        Literal["auto", "float32", "bfloat16", "float16"],
+        typer.Option("--zero-shot-dtype", help="Precision of the --zero-shot forward: auto is bf16 on GPUs and on CPUs "
+                     "with native bf16, as the re-ranker's; float32 for the exact cosines."),
+    ] = "auto",
 ) -> None:
     """Evaluate runs on the qrels' queries (missing queries count 0, as trec_eval -c).
 
@@ -137,12 +142,15 @@ def _with_zero_shot(v: dict[str, Any], measures: tuple[str, ...]):
     # over the baseline's candidates (it may be named by label), else the first run's
     pool = v["candidates"] if v["candidates"] is not None else sources[baseline or next(iter(sources))]
     sources[f"zero-shot:{v['zero_shot']}"] = _zero_shot_run(v["zero_shot"], pool, v["dataset"], v["depth"],
-                                                            v["zero_shot_max_length"])
+                                                            v["zero_shot_max_length"], v["zero_shot_dtype"])
     return sources, baseline, qrels
 
 
-def _zero_shot_run(model: str, candidates, dataset: str | None, depth: int, max_length: int | None):
-    """``model`` as an untrained bi-encoder over the top ``depth`` candidates (the embedding teacher's cosines)."""
+def _zero_shot_run(model: str, candidates, dataset: str | None, depth: int, max_length: int | None, dtype: str = "auto"):
+    """``model`` as an untrained bi-encoder over the top ``depth`` candidates (the embedding teacher's cosines), in
+    ``dtype``; the precision it resolved to is printed, since ``auto`` differs between machines."""
+    from rich.console import Console
+
     import tempfile
 
     from rankdistill.errors import RankdistillError
@@ -155,7 +163,8 @@ def _zero_shot_run(model: str, candidates, dataset: str | None, depth: int, max_
     with tempfile.TemporaryDirectory(prefix="rankdistill-zero-shot-") as folder:
         result = teach(candidates, dataset=dataset, output=Path(folder), backend="embedding", model=model, depth=depth,
                        tag=f"zero-shot-{Path(str(model)).name}",
-                       backend_options={"max_length": max_length} if max_length else None)
+                       backend_options={"dtype": dtype, **({"max_length": max_length} if max_length else {})})
+        Console(stderr=True).print(f"[dim]zero-shot {model}: {result.stats.get('dtype', dtype)} forward[/]", highlight=False)
         return dict(result.run)
 
 
