@@ -9,17 +9,18 @@ so a rerun skips what is done.
 
     IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/python benchmarks/recipe_search/heldback_ensemble.py \\
         out/mpnet-cv-e3/students/fold1/model-distill out/mpnet-cv-e3/students/fold2/model-distill \\
-        --heldback out/heldback-mpnet-e3 --out out/heldback-halves --json benchmarks/results/heldback-halves.json
+        --heldback out/heldback-mpnet-e3 --out out/heldback-halves \\
+        --json benchmarks/results/recipe_search/heldback_halves_mpnet_e3.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import ir_measures
 import numpy as np
 from scipy.stats import ttest_rel
 
@@ -28,14 +29,8 @@ from rankdistill.evaluation.significance import holm
 from rankdistill.reranking.fusion import fuse_runs
 from rankdistill.reranking.reranker import rerank
 
-DEPTH = 100
-NDCG = ir_measures.parse_measure("nDCG@10")
-
-
-def per_query(run: dict, qrels: dict) -> dict[str, float]:
-    """nDCG@10 of every qrels query (0 where the run has none), qrels restricted to the run's queries first."""
-    values = {m.query_id: m.value for m in ir_measures.iter_calc([NDCG], qrels, {q: dict(r) for q, r in run.items()})}
-    return {q: values.get(q, 0.0) for q in qrels}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_ensemble import DEPTH, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ NDCG = ir_measures.parse_measure("nDCG@10")
 
 
 def per_query(run: dict, qrels: dict) -> dict[str, float]:
+    """nDCG@10 of every qrels query (0 where the run has none) over the run's top ``DEPTH``."""
     scored = {q: dict(ranked[:DEPTH]) if isinstance(ranked, list) else ranked for q, ranked in run.items()}
     values = {m.query_id: m.value for m in ir_measures.iter_calc([NDCG], qrels, scored)}
     return {q: values.get(q, 0.0) for q in qrels}

@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import ir_measures
 import numpy as np
 from scipy.stats import ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "msmarco-dl20"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_ensemble import DATA, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+
 SETS = {"bm25-top100": "bm25-top100.run", "splade-pp-ed": "splade-pp-ed-top100.run"}
-NDCG = ir_measures.parse_measure("nDCG@10")
-
-
-def per_query(path: Path, qrels: dict) -> dict[str, float]:
-    run = {q: dict(r) for q, r in read_run(path).items()}
-    values = {m.query_id: m.value for m in ir_measures.iter_calc([NDCG], qrels, run)}
-    return {q: values.get(q, 0.0) for q in qrels}
 
 
 def compare(a: dict[str, float], b: dict[str, float]) -> str:
@@ -48,12 +43,12 @@ def main() -> None:
     for name, first_file in SETS.items():
         first_path = DATA / first_file
         qrels = {q: qrels_all[q] for q in read_run(first_path) if q in qrels_all}
-        base = {"first stage": per_query(first_path, qrels),
-                "zero-shot": per_query(args.outputs[0] / "eval" / "cv" / name / "zero-shot" / "teacher.run", qrels)}
+        base = {"first stage": per_query(read_run(first_path), qrels),
+                "zero-shot": per_query(read_run(args.outputs[0] / "eval" / "cv" / name / "zero-shot" / "teacher.run"), qrels)}
         systems: dict[str, list[dict[str, float]]] = {"student": [], "student+first-stage": []}
         for out in args.outputs:
             for system in systems:
-                systems[system].append(per_query(out / "eval" / "cv" / name / f"{system}.run", qrels))
+                systems[system].append(per_query(read_run(out / "eval" / "cv" / name / f"{system}.run"), qrels))
         print(f"{name}: first stage {np.mean(list(base['first stage'].values())):.4f}, "
               f"zero-shot {np.mean(list(base['zero-shot'].values())):.4f}")
         result[name] = {k: float(np.mean(list(v.values()))) for k, v in base.items()}

@@ -67,8 +67,9 @@ def _no_half_written_file(out: Path) -> None:
         for path, digest in saved["outputs"].items():
             assert hash_path(Path(path)) == digest, f"{manifest.name} vouches for {path}, which has changed"
     for path in out.rglob("*"):
-        if path.name.startswith(".") or ".checkpoints" in path.parts[len(out.parts):] or not path.is_file():
-            continue  # temp files of atomic writes, the lock, Trainer checkpoints (checked on resume)
+        inside = path.relative_to(out).parts
+        if path.name.startswith(".") or any(part.endswith(".checkpoints") for part in inside) or not path.is_file():
+            continue  # temp files of atomic writes, the lock, Trainer checkpoints in <model>.checkpoints (checked on resume)
         if path.suffix == ".run":
             text = path.read_text()
             assert text.endswith("\n") and all(len(line.split()) == 6 for line in text.splitlines()), path
