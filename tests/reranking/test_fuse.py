@@ -62,3 +62,28 @@ def test_the_command_writes_the_fused_run(tmp_path, cli_error):
     assert "missing.run: no such run file" in message
     message = cli_error(["fuse", str(tmp_path / "a.run"), str(tmp_path / "b.run"), "-o", str(tmp_path / "g.run")])
     assert "b.run has no score for 1 of the 4 documents of query q1" in message
+
+
+def test_the_command_reads_a_config_file_whose_paths_are_its_own_and_flags_win(tmp_path, cli_error):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    write_run(A, folder / "a.run")
+    write_run(B, folder / "b.run")
+    config = folder / "fuse.yaml"
+    config.write_text("runs: [a.run, b.run]\noutput: f.run\ndepth: 3\nweight: [1, 3]\n")
+    main(["fuse", "--config", str(config)])
+    expected = fuse_runs([A, B], weights=[1.0, 3.0], depth=3)
+    order = {q: [d for d, _ in r] for q, r in expected.items()}
+    assert {q: [d for d, _ in r] for q, r in read_run(folder / "f.run").items()} == order  # beside the file
+    main(["fuse", "--config", str(config), "-w", "1", "-w", "0", "-o", str(tmp_path / "g.run")])  # flags win
+    assert [d for d, _ in read_run(tmp_path / "g.run")["q1"]][:3] == ["a", "b", "c"]
+
+    config.write_text("runs: [a.run, b.run]\noutput: f.run\nweights: [1, 3]\n")
+    assert "weights" in cli_error(["fuse", "--config", str(config)])  # a misspelt key is named, not ignored
+    config.write_text("runs: [a.run, b.run]\noutput: f.run\ndepth: 0\n")
+    assert "depth" in cli_error(["fuse", "--config", str(config)])
+    config.write_text("output: f.run\n")
+    assert "fuse.yaml: no 'runs:'" in cli_error(["fuse", "--config", str(config)])
+    config.write_text("runs: [a.run, b.run]\n")
+    assert "fuse.yaml: no 'output:'" in cli_error(["fuse", "--config", str(config)])
+    assert "name two or more RUN files" in cli_error(["fuse", "-o", str(tmp_path / "h.run")])

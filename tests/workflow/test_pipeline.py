@@ -85,3 +85,36 @@ def test_tiny_pipeline_end_to_end_then_skips_then_reruns_only_what_changed(tiny_
     exact = pipeline(config(root, data, model, "kl", dtype="float32"))
     assert sorted({s.split(":")[0] for s in exact.ran}) == ["evaluate", "rerank", "teach"]
     assert json.loads(stats.read_text())["dtype"] == "float32"
+
+
+def test_auto_precision_is_keyed_as_what_it_resolves_to_on_this_machine(tiny_setup, monkeypatch, tmp_path):
+    """`auto` means bf16 on a CPU with native bf16 and float32 on one without: a step computed under one is reused
+    by a config naming the same precision, and recomputed where `auto` would now mean another."""
+    import rankdistill.util.device as device
+
+    root, data, model = tiny_setup
+    cfg = yaml.safe_load(config(root, data, model, "ranknet").read_text())
+    cfg["output"] = str(tmp_path / "out")
+    cfg["train"]["stages"][0]["bf16"] = "auto"
+
+    def run(dtype: str, bf16: str):
+        cfg["evaluate"]["dtype"], cfg["train"]["stages"][0]["bf16"] = dtype, bf16
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        result = pipeline(path)
+        return sorted({s.split(":")[0] for s in result.ran}), sorted({s.split(":")[0] for s in result.skipped})
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert run("auto", "auto")[0] == ["build", "evaluate", "rerank", "teach", "train"]
+    stats = tmp_path / "out" / "eval" / "cv" / "bm25" / "zero-shot" / "stats.json"
+    assert json.loads(stats.read_text())["dtype"] == "float32"
+    # on this CPU `auto` is float32 and no bf16: naming them is the same work, so nothing is redone
+    ran, skipped = run("float32", False)
+    assert "rerank" not in ran and "teach" not in ran and "train" not in ran
+    assert {"rerank", "teach", "train"} <= set(skipped)
+
+    # the same config on a CPU with native bf16: `auto` now means bf16, so training, re-ranking and zero-shot rerun
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    ran, skipped = run("auto", "auto")
+    assert {"rerank", "teach", "train"} <= set(ran) and "build" in skipped
+    assert json.loads(stats.read_text())["dtype"] == "bfloat16"

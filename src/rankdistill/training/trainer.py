@@ -39,6 +39,7 @@ from rankdistill.training.options import (  # noqa: F401  (names of the former m
     parse_options,
     resolve_stages,
 )
+from rankdistill.util.device import resolve_bf16
 from rankdistill.util.distributed import is_main_process, wait_for_everyone, world_size
 
 REQUIRED_COLUMNS = ("qid", "query", "passage", "target", "position")
@@ -375,7 +376,7 @@ def _training_arguments(stage: StageOptions, stage_dir: Path):
         warmup_steps=stage.warmup_ratio,  # a float below 1 is a fraction of the steps (transformers >= 5)
         weight_decay=stage.weight_decay,
         lr_scheduler_type="linear",
-        bf16=_bf16(stage.bf16),
+        bf16=resolve_bf16(stage.bf16),
         use_cpu=not torch.cuda.is_available(),  # what HF's Trainer asks for before it autocasts bf16 on a CPU
         seed=stage.seed,
         data_seed=stage.seed,
@@ -425,26 +426,6 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def _bf16(flag: bool | str | None) -> bool:
-    """None: on with a bf16 GPU. "auto": also on a CPU with native bf16 dot products (AVX512_BF16 or AMX), where
-    autocast trains faster than fp32 (benchmarks/RESULTS.md). True: the same, and an error on CPUs that would only
-    emulate bf16."""
-    import torch
-
-    from rankdistill.util.device import cpu_has_native_bf16
-
-    gpu = torch.cuda.is_available()
-    if flag is None:
-        return gpu and torch.cuda.is_bf16_supported()
-    if flag == "auto":
-        return torch.cuda.is_bf16_supported() if gpu else cpu_has_native_bf16()
-    if flag and not gpu and not cpu_has_native_bf16():
-        raise RankdistillError(
-            "bf16: True needs a GPU or a CPU with native bf16 (avx512_bf16 / amx_bf16); set bf16 to 'auto' or False"
-        )
-    return bool(flag)
-
-
 def _trainer_class():
     """sentence-transformers' CrossEncoderTrainer whose optimiser gives the gated head's gates their own rate.
 
@@ -484,7 +465,7 @@ def _finish(last: Path, output: Path, opts: TrainOptions, stages: list[StageOpti
     from rankdistill.modeling.cross_encoder import head_name
     from rankdistill.modeling.truncation import write_truncation
 
-    bf16 = [_bf16(stage.bf16) for stage in stages]
+    bf16 = [resolve_bf16(stage.bf16) for stage in stages]
     settings = {
         "base_model": backbone_source(opts.model),
         "head": head_name(last),

@@ -54,6 +54,24 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
+def resolve_bf16(flag: bool | str | None) -> bool:
+    """Whether training autocasts to bf16. None: on with a bf16 GPU. "auto": also on a CPU with native bf16 dot
+    products (AVX512_BF16 or AMX), where autocast trains faster than fp32 (benchmarks/RESULTS.md). True: the same,
+    and an error on CPUs that would only emulate bf16."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    if flag is None:
+        return gpu and torch.cuda.is_bf16_supported()
+    if flag == "auto":
+        return torch.cuda.is_bf16_supported() if gpu else cpu_has_native_bf16()
+    if flag and not gpu and not cpu_has_native_bf16():
+        raise RankdistillError(
+            "bf16: True needs a GPU or a CPU with native bf16 (avx512_bf16 / amx_bf16); set bf16 to 'auto' or False"
+        )
+    return bool(flag)
+
+
 def default_threads() -> int:
     """CPU threads for this process: the usable cores, split between the processes of a torchrun job."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -278,6 +278,16 @@ def _train_cfg(s: TrainStageConfig) -> dict[str, Any]:
     return cfg
 
 
+def _train_key(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """A stage's ``train()`` options as its step key, ``bf16: auto`` as what it means on this machine (true or false),
+    so a student trained in bf16 is not reused where the same config would train in float32."""
+    from rankdistill.util.device import resolve_bf16
+
+    if train_cfg.get("bf16") != "auto":
+        return train_cfg
+    return {**train_cfg, "bf16": resolve_bf16("auto")}
+
+
 def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: str | Path, out: Path) -> Path:
     """Train one stage on ``data``; a stage starting from the backbone gets the configured head."""
     train_cfg = _train_cfg(s)
@@ -288,7 +298,8 @@ def _train_stage(r: _Runner, tag: str, s: TrainStageConfig, data: Path, base: st
     train_stage = Stage(
         f"train:{tag}:{s.name}",
         "train",
-        {"model": str(base) if not isinstance(base, Path) else "previous-stage", "seed": r.config.seed, **train_cfg},
+        {"model": str(base) if not isinstance(base, Path) else "previous-stage", "seed": r.config.seed,
+         **_train_key(train_cfg)},
         [data, *base_inputs],
         [out],
     )
@@ -476,6 +487,14 @@ def _configured_candidates(r: _Runner, key: str, configs: list[CandidateSetConfi
     return [_Candidates(c.name, c.run, c.teacher_run) for c in configs]
 
 
+def _step_dtype(dtype: str) -> str:
+    """The precision ``dtype`` runs in on this machine, for a step's key: ``auto`` means bfloat16 on a CPU with
+    native bf16 and float32 on one without, so a cached run is reused only where it would be computed the same."""
+    from rankdistill.util.device import resolve_device, resolve_dtype
+
+    return resolve_dtype(dtype, resolve_device("auto"))
+
+
 def _rerank(r: _Runner, where: str, c: _Candidates, dataset: str, qids: list[str] | None, model: Path) -> Path:
     """The student's re-ranking of candidate set ``c`` on ``qids`` (all when None): its top ``evaluate.depth``
     scored, the rest of the first stage's list kept below; written under ``eval/<where>/<set>/``."""
@@ -487,7 +506,7 @@ def _rerank(r: _Runner, where: str, c: _Candidates, dataset: str, qids: list[str
     stage = Stage(
         f"rerank:{where}:{c.name}",
         "rerank",
-        {"dataset": dataset, "depth": ev.depth, "dtype": ev.dtype, "tail": "first-stage",
+        {"dataset": dataset, "depth": ev.depth, "dtype": _step_dtype(ev.dtype), "tail": "first-stage",
          "max_query_length": last.max_query_length, "max_passage_length": last.max_passage_length},
         [model, fs_run],
         [out],
@@ -530,7 +549,7 @@ def _zero_shot(r: _Runner, where: str, c: _Candidates, dataset: str, qids: list[
     max_length = r.config.train.stages[-1].max_passage_length
     stage = Stage(f"teach:zero-shot:{where}:{c.name}", "teach",
                   {"dataset": dataset, "model": model, "depth": ev.depth, "backend": "embedding",
-                   "max_length": max_length, "dtype": ev.dtype}, [fs_run], [out])
+                   "max_length": max_length, "dtype": _step_dtype(ev.dtype)}, [fs_run], [out])
 
     def action():
         from rankdistill.teacher.teach import teach
