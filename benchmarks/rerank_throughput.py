@@ -99,7 +99,6 @@ def worker(spec: dict) -> dict:
 
 def profile(args) -> None:
     """Where the time goes: torch.profiler over one scoring pass (after a warm-up), top ops by self CPU time."""
-    import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
