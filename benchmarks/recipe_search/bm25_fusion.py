@@ -20,14 +20,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run
 from rankdistill.evaluation.significance import holm
 from rankdistill.reranking.fusion import fuse_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, DEPTH, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, DEPTH, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
 
 WEIGHT = 0.2  # fixed 2026-12-02 in effectiveness_dl20.py's FUSIONS, on MiniLM's zero-shot row
 
@@ -35,12 +34,6 @@ WEIGHT = 0.2  # fixed 2026-12-02 in effectiveness_dl20.py's FUSIONS, on MiniLM's
 def fused(run: dict, first: dict) -> dict:
     """``run``'s z-score plus WEIGHT times the first stage's, over the first stage's top DEPTH."""
     return fuse_runs([first, run], [WEIGHT, 1.0], depth=DEPTH, names=["first stage", "re-ranker"])
-
-
-def compare(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    qs = sorted(b)
-    x, y = np.array([a[q] for q in qs]), np.array([b[q] for q in qs])
-    return {"delta": float(x.mean() - y.mean()), "p": float(ttest_rel(x, y).pvalue)}
 
 
 def rows(first: dict, zero: dict, students: dict[str, dict], qrels: dict, teacher: dict | None = None) -> dict:
@@ -77,7 +70,7 @@ def main() -> None:
         print(f"  {label:44s} {np.mean(list(values[label].values())):.4f}")
     for label in students:
         for name in (label, f"{label} + {WEIGHT} bm25"):
-            tests = {base: compare(values[name], values[base])
+            tests = {base: paired(values[name], values[base])
                      for base in ("zero-shot", f"zero-shot + {WEIGHT} bm25", "teacher")}
             mean = float(np.mean(list(values[name].values())))
             result["dl20"][name] = {"ndcg10": mean, "vs": tests}
@@ -98,7 +91,7 @@ def main() -> None:
             result["heldback"][name] = {
                 "queries": len(qrels),
                 "ndcg10": {k: float(np.mean(list(v.values()))) for k, v in values.items()},
-                "fused student vs": {b: compare(values[label], values[b])
+                "fused student vs": {b: paired(values[label], values[b])
                                      for b in ("zero-shot", f"zero-shot + {WEIGHT} bm25", "student")},
             }
         for base in ("zero-shot", f"zero-shot + {WEIGHT} bm25", "student"):

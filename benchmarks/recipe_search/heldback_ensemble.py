@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run
 from rankdistill.evaluation.significance import holm
@@ -30,7 +29,7 @@ from rankdistill.reranking.fusion import fuse_runs
 from rankdistill.reranking.reranker import rerank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DEPTH, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DEPTH, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
 
 
 def main() -> None:
@@ -63,13 +62,10 @@ def main() -> None:
                 "student (all 54 q)": read_run(evald / "student.run"),
                 **{f"half-student {i + 1}": r for i, r in enumerate(runs)}, "fused half-students": fused}
         values = {label: per_query(run, qrels) for label, run in rows.items()}
-        qids = sorted(qrels)
-        ens = [values["fused half-students"][q] for q in qids]
         line = {label: float(np.mean(list(v.values()))) for label, v in values.items()}
-        tests = {base: {"delta": float(np.mean(ens) - np.mean([values[base][q] for q in qids])),
-                        "p": float(ttest_rel(ens, [values[base][q] for q in qids]).pvalue)}
+        tests = {base: paired(values["fused half-students"], values[base])
                  for base in ("zero-shot", "student (all 54 q)", "bm25")}
-        result[name] = {"queries": len(qids), "ndcg10": line, "fused vs": tests}
+        result[name] = {"queries": len(qrels), "ndcg10": line, "fused vs": tests}
     for base in ("zero-shot", "student (all 54 q)", "bm25"):
         corrected = holm([result[n]["fused vs"][base]["p"] for n in result])
         for n, p in zip(result, corrected):

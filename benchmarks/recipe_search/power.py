@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import nct, t, ttest_rel
+from scipy.stats import nct, t
 
 from rankdistill.data.trec import read_qrels, read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
 
 SETS = {"bm25-top100": ("bm25-top100.run", "rankvicuna-7b.run"),
         "splade-pp-ed": ("splade-pp-ed-top100.run", "rankvicuna-7b-splade-pp-ed.run")}
@@ -61,12 +61,10 @@ def queries_needed(delta: float, sd: float, limit: int = 100_000) -> int | None:
 
 
 def row(a: dict[str, float], b: dict[str, float]) -> dict:
-    qs = sorted(b)
-    diff = np.array([a[q] - b[q] for q in qs])
-    sd = float(diff.std(ddof=1))
-    x, y = np.array([a[q] for q in qs]), np.array([b[q] for q in qs])
-    return {"queries": len(qs), "delta": float(diff.mean()), "sd": sd, "p": float(ttest_rel(x, y).pvalue),
-            "detectable_80": detectable(sd, len(qs)), "queries_for_delta_80": queries_needed(float(diff.mean()), sd)}
+    test = paired(a, b)
+    sd = float(np.std([a[q] - b[q] for q in b], ddof=1))
+    return {"queries": len(b), **test, "sd": sd, "detectable_80": detectable(sd, len(b)),
+            "queries_for_delta_80": queries_needed(test["delta"], sd)}
 
 
 def main() -> None:

@@ -46,6 +46,13 @@ def per_query(run: dict, qrels: dict) -> dict[str, float]:
     return {q: values.get(q, 0.0) for q in qrels}
 
 
+def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Mean of ``a`` minus mean of ``b`` over ``b``'s queries, and the paired t-test's two-sided p."""
+    qs = sorted(b)
+    x, y = np.array([a[q] for q in qs]), np.array([b[q] for q in qs])
+    return {"delta": float(x.mean() - y.mean()), "p": float(ttest_rel(x, y).pvalue)}
+
+
 def agreement(a: dict, b: dict, qids: list[str]) -> dict[str, float]:
     """How alike two students rank: mean Kendall tau of their scores of each query's top ``DEPTH``, top-10 overlap."""
     taus, overlaps = [], []

@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run, write_run
 from rankdistill.reranking.reranker import rerank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, DEPTH, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, DEPTH, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
 
 DATASET = "irds:msmarco-passage/trec-dl-2020/judged"
 
@@ -70,15 +69,10 @@ def main() -> None:
                 "SPLADE++-trained student": read_run(args.splade_trained / "eval" / "cv" / name / "student.run")}
         values = {label: per_query(run, qrels) for label, run in runs.items()}
         qs = sorted(qrels)
-
-        def test(a: str, b: str) -> dict[str, float]:
-            x, y = np.array([values[a][q] for q in qs]), np.array([values[b][q] for q in qs])
-            return {"delta": float(x.mean() - y.mean()), "p": float(ttest_rel(x, y).pvalue)}
-
         result[name] = {"ndcg10": {k: float(np.mean([v[q] for q in qs])) for k, v in values.items()},
-                        "SPLADE++-trained vs": {b: test("SPLADE++-trained student", b)
+                        "SPLADE++-trained vs": {b: paired(values["SPLADE++-trained student"], values[b])
                                                 for b in ("BM25-trained student", "zero-shot", "first stage")},
-                        "BM25-trained vs zero-shot": test("BM25-trained student", "zero-shot")}
+                        "BM25-trained vs zero-shot": paired(values["BM25-trained student"], values["zero-shot"])}
         print(f"{name} ({len(qs)} q): " + ", ".join(f"{k} {v:.4f}" for k, v in result[name]["ndcg10"].items()))
         print("  SPLADE++-trained vs " + "; ".join(f"{k}: {t['delta']:+.4f} (p = {t['p']:.3f})"
                                                   for k, t in result[name]["SPLADE++-trained vs"].items()))

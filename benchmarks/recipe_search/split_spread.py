@@ -16,20 +16,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_rel
 
 from rankdistill.data.trec import read_qrels, read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
 
 SETS = {"bm25-top100": "bm25-top100.run", "splade-pp-ed": "splade-pp-ed-top100.run"}
 
 
 def compare(a: dict[str, float], b: dict[str, float]) -> str:
-    qs = sorted(a)
-    x, y = np.array([a[q] for q in qs]), np.array([b[q] for q in qs])
-    return f"{x.mean() - y.mean():+.4f} (p = {ttest_rel(x, y).pvalue:.4f})"
+    test = paired(a, b)
+    return f"{test['delta']:+.4f} (p = {test['p']:.4f})"
 
 
 def main() -> None:
