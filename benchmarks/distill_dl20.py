@@ -6,7 +6,7 @@ Folds: the 54 judged qids sorted as strings, alternating (fold 0 = even position
 fold trains on one half's teacher lists (``rankdistill build``: ``--sampling random`` k of depth 100,
 rank targets) and re-ranks the *other* half's BM25 top-100; the two halves' re-rankings together give a
 run over all 54 queries. nDCG@10 (ir_measures, NIST qrels) per fold and overall against BM25 and the
-teacher on the same queries, paired t-test (scipy ``ttest_rel``) on per-query nDCG@10.
+teacher on the same queries, paired t-test (``rankdistill.evaluation.significance``) on per-query nDCG@10.
 
 Configs: ``ranknet`` (the paper's distillation loss), ``kl`` (temperature 10: rank targets 1..100 with
 tau 1 put almost all mass on the top passage), ``adr-mse`` — all three on the same teacher lists — and
@@ -38,9 +38,9 @@ def ndcg10(run: dict[str, list[tuple[str, float]]], qrels) -> dict[str, float]:
 
 
 def paired(a: dict[str, float], b: dict[str, float], qids: list[str]) -> float:
-    from scipy.stats import ttest_rel
+    from rankdistill.evaluation.significance import paired_p_value
 
-    return float(ttest_rel([a[q] for q in qids], [b[q] for q in qids]).pvalue)
+    return paired_p_value([a[q] for q in qids], [b[q] for q in qids])
 
 
 def main() -> None:

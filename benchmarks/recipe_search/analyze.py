@@ -6,11 +6,11 @@ from pathlib import Path
 
 import ir_measures
 import numpy as np
-from scipy.stats import ttest_rel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exp import D, EVAL, HERE
 from rankdistill.data.trec import read_qrels, read_run
+from rankdistill.evaluation.significance import paired_p_value
 from rankdistill.reranking.fusion import fuse_with_first_stage
 
 B = json.loads((HERE / "results" / "_baselines.json").read_text())
@@ -32,7 +32,7 @@ def row(label, pq, base):
     cells = [f"{label:<28}{a.mean():.4f}"]
     for other in ("zero-shot", "first stage", "teacher"):
         b = np.array([base[other][q] for q in qs])
-        cells.append(f"{other[:5]} {a.mean() - b.mean():+.4f} (p={ttest_rel(a, b).pvalue:.3f})")
+        cells.append(f"{other[:5]} {a.mean() - b.mean():+.4f} (p={paired_p_value(a, b):.3f})")
     print("  ".join(cells))
 
 

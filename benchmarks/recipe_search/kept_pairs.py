@@ -131,7 +131,7 @@ def main() -> None:
 def compare(metrics: dict, base: Path, output: Path) -> None:
     """nDCG@10 of each row, and the student against the base recipe's student and the zero-shot backbone (paired
     t-tests over the 54 queries; the base pipeline must have run into ``base``)."""
-    from scipy.stats import ttest_rel
+    from rankdistill.evaluation.significance import paired_p_value
 
     figures: dict = {}
     for c, summary in metrics.items():
@@ -142,7 +142,7 @@ def compare(metrics: dict, base: Path, output: Path) -> None:
         figures[c] = {run: sum(v.values()) / len(v) for run, v in per_query.items()}
         figures[c]["base student"] = sum(base_student[q] for q in qids) / len(qids)
         for label, other in (("base student", base_student), ("zero-shot", per_query["zero-shot"])):
-            figures[c][f"student vs {label}: p"] = float(ttest_rel(student, [other[q] for q in qids]).pvalue)
+            figures[c][f"student vs {label}: p"] = paired_p_value(student, [other[q] for q in qids])
     output.write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
 

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import ir_measures
 import numpy as np
-from scipy.stats import kendalltau, ttest_rel
+from scipy.stats import kendalltau
 
 from rankdistill.data.trec import read_qrels, read_run
+from rankdistill.evaluation.significance import paired_p_value
 from rankdistill.reranking.fusion import fuse_runs, fuse_with_first_stage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,10 +48,11 @@ def per_query(run: dict, qrels: dict) -> dict[str, float]:
 
 
 def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    """Mean of ``a`` minus mean of ``b`` over ``b``'s queries, and the paired t-test's two-sided p."""
+    """Mean of ``a`` minus mean of ``b`` over ``b``'s queries, and the paired t-test's two-sided p (the package's
+    test, which the pipeline's reports use)."""
     qs = sorted(b)
     x, y = np.array([a[q] for q in qs]), np.array([b[q] for q in qs])
-    return {"delta": float(x.mean() - y.mean()), "p": float(ttest_rel(x, y).pvalue)}
+    return {"delta": float(x.mean() - y.mean()), "p": paired_p_value(x, y)}
 
 
 def agreement(a: dict, b: dict, qids: list[str]) -> dict[str, float]:
@@ -102,8 +104,7 @@ def main() -> None:
             fused = label == "ensemble + first stage"
             for base in (("student 1 + first stage", "first stage") if fused else ("student 1", "zero-shot")):
                 if label.startswith("ensemble"):
-                    a, b = [v[q] for q in qr], [values[base][q] for q in qr]
-                    line[f"vs {base}"] = {"delta": mean - float(np.mean(b)), "p": float(ttest_rel(a, b).pvalue)}
+                    line[f"vs {base}"] = paired(v, {q: values[base][q] for q in qr})
             result[name][label] = line
             extra = "".join(f"  vs {k[3:]}: {x['delta']:+.4f} (p = {x['p']:.3f})" for k, x in line.items() if k != "nDCG@10")
             print(f"  {label:26s} {mean:.4f}{extra}")

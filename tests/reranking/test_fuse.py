@@ -41,7 +41,7 @@ def test_what_cannot_be_fused_is_named():
         fuse_runs([A])
     with pytest.raises(RankdistillError, match="2 weights for 3 runs"):
         fuse_runs([A, B, B], weights=[1, 1])
-    with pytest.raises(RankdistillError, match="finite numbers >= 0, got -1"):
+    with pytest.raises(RankdistillError, match="fusion: each weight must be a finite number >= 0, got -1"):
         fuse_runs([A, B], weights=[1, -1])
     with pytest.raises(RankdistillError, match=r"student\.run has no score for 1 of the 4 documents of query q1 .*'t'"):
         fuse_runs([A, B], depth=4, names=["bm25.run", "student.run"])

@@ -22,10 +22,10 @@ from rankdistill.data.trec import Run, append_tail, read_run, write_run
 from rankdistill.errors import RankdistillError
 
 
-def check_weight(weight: float) -> float:
-    """The first stage's weight, refused before any scoring when it is negative or not finite."""
+def check_weight(weight: float, what: str = "fuse_first_stage") -> float:
+    """A fusion weight (``what`` names it in the error), refused before any scoring when negative or not finite."""
     if not math.isfinite(weight) or weight < 0:
-        raise RankdistillError(f"fuse_first_stage must be a finite number >= 0, got {weight}")
+        raise RankdistillError(f"{what} must be a finite number >= 0, got {weight}")
     return weight
 
 
@@ -34,6 +34,12 @@ def _z(values: list[float]) -> np.ndarray:
     v = np.asarray(values, dtype=float)
     std = v.std()
     return (v - v.mean()) / std if std > 0 else np.zeros_like(v)
+
+
+def _z_sum(columns: Sequence[Sequence[float]], weights: Sequence[float]) -> np.ndarray:
+    """sum_i weights[i] * z(columns[i]): the one fused score of both fusions below (columns aligned by document)."""
+    return sum((w * _z([float(x) for x in column]) for w, column in zip(weights, columns)),
+               start=np.zeros(len(columns[0])))
 
 
 def fuse_with_first_stage(model: list[tuple[str, float]], first_stage: list[tuple[str, float]],
@@ -53,7 +59,7 @@ def fuse_with_first_stage(model: list[tuple[str, float]], first_stage: list[tupl
     missing = [docid for docid, _ in model if docid not in first]
     if missing:
         raise RankdistillError(f"fusion: the first stage has no score for {missing[:3]}")
-    fused = _z([float(s) for _, s in model]) + weight * _z([float(first[docid]) for docid, _ in model])
+    fused = _z_sum([[s for _, s in model], [first[docid] for docid, _ in model]], [1.0, weight])
     return [(docid, float(score)) for (docid, _), score in zip(model, fused)]
 
 
@@ -90,8 +96,7 @@ def fuse_runs(runs: Sequence[Mapping[str, list[tuple[str, float]]]], weights: Se
     if len(weights) != len(runs):
         raise RankdistillError(f"fusion: {len(weights)} weights for {len(runs)} runs; give one weight per run")
     for w in weights:
-        if not math.isfinite(w) or w < 0:
-            raise RankdistillError(f"fusion: weights must be finite numbers >= 0, got {w}")
+        check_weight(w, "fusion: each weight")
     if depth is not None and depth < 1:
         raise RankdistillError(f"depth must be at least 1, got {depth}")
     first, others = runs[0], [_scores_of(run) for run in runs[1:]]
@@ -99,8 +104,8 @@ def fuse_runs(runs: Sequence[Mapping[str, list[tuple[str, float]]]], weights: Se
     for qid, ranked in first.items():
         top = ranked[:depth] if depth else ranked
         docs = [docid for docid, _ in top]
-        total = weights[0] * _z([float(score) for _, score in top])
-        for weight, scores, name in zip(weights[1:], others, names[1:]):
+        columns = [[score for _, score in top]]
+        for scores, name in zip(others, names[1:]):
             if qid not in scores:
                 raise RankdistillError(f"fusion: {name} has no results for query {qid} of {names[0]}")
             missing = [docid for docid in docs if docid not in scores[qid]]
@@ -108,8 +113,8 @@ def fuse_runs(runs: Sequence[Mapping[str, list[tuple[str, float]]]], weights: Se
                 raise RankdistillError(
                     f"fusion: {name} has no score for {len(missing)} of the {len(docs)} documents of query {qid} that "
                     f"{names[0]} ranks at the top, e.g. {missing[:3]}; fuse runs over the same candidates and depth")
-            total = total + weight * _z([scores[qid][docid] for docid in docs])
-        order = sorted(zip(docs, total.tolist()), key=lambda item: -item[1])
+            columns.append([scores[qid][docid] for docid in docs])
+        order = sorted(zip(docs, _z_sum(columns, weights).tolist()), key=lambda item: -item[1])
         fused[qid] = append_tail(order, (docid for docid, _ in ranked[len(top):]))
     return fused
 
