@@ -163,15 +163,16 @@ def test_head_must_be_known(setup, tmp_path):
 
 def test_with_eval_sets_every_set_query_is_excluded(setup, tmp_path):
     """With ``sets`` the evaluated queries are all queries of every eval set's dataset."""
-    from rankdistill.workflow.runner import _eval_set_qids, _Runner
+    from rankdistill.workflow.eval_steps import eval_set_qids
+    from rankdistill.workflow.steps import StepRunner
 
     root, cv_data, other, model, cv, extra = setup
     cfg = config(root, cv_data, other, model)
     cfg["evaluate"] = {"sets": [{"name": "judged", "dataset": str(cv_data), "first_stage": {"run": str(root / "bm25.run")}}]}
     loaded = load_config(write(tmp_path, cfg))
-    assert _eval_set_qids(_Runner(loaded, None, dry_run=True)) == set(cv)
+    assert eval_set_qids(StepRunner(loaded, None, dry_run=True)) == set(cv)
     cfg["evaluate"]["sets"].append({"name": "all", "dataset": str(other), "first_stage": {"run": str(root / "bm25.run")}})
-    assert _eval_set_qids(_Runner(load_config(write(tmp_path, cfg)), None, dry_run=True)) == set(cv + extra)
+    assert eval_set_qids(StepRunner(load_config(write(tmp_path, cfg)), None, dry_run=True)) == set(cv + extra)
     cfg["evaluate"]["sets"][0]["name"] = "bi"  # an eval set may not share a name with a stage that has data
     with pytest.raises(RankdistillError, match=r"train\.stages\.0\.name: 'bi' has its own data"):
         load_config(write(tmp_path, cfg))
