@@ -1,13 +1,16 @@
-"""Students trained on RankVicuna's SPLADE++ lists against students trained on its BM25 lists (RESULTS 20).
+"""Students trained on other RankVicuna lists against students trained on its BM25 lists (RESULTS 20 and 21).
 
-Over SPLADE++'s candidates the teacher is +0.065 above the untrained mpnet (RESULTS 18) and the BM25-trained students
-gain nothing there. ``benchmarks/results/mpnet-cv-splade/config.yaml`` trains section 13's 1-epoch recipe on the SPLADE++
-lists (same seed-0 folds). This script has section 13's BM25-trained 1-epoch students (``out/mpnet-cv``) re-rank
-their test fold's SPLADE++ top-100 (kept under --out; a rerun skips them), then compares both on both candidate sets.
+Section 13's 1-epoch mpnet recipe trained on the BM25 lists (``out/mpnet-cv``) against the same recipe, same seed-0
+folds, trained on other lists: on RankVicuna's SPLADE++ lists (``benchmarks/results/mpnet-cv-splade/config.yaml``:
+over SPLADE++'s candidates the teacher is +0.065 above the untrained mpnet, RESULTS 18) or on all five first stages'
+lists (``benchmarks/results/mpnet-cv-all5/config.yaml``). The BM25-trained students first re-rank their test fold's
+SPLADE++ top-100 (kept under --out; a rerun skips them); then every student is compared on both candidate sets.
 
     IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/rankdistill pipeline benchmarks/results/mpnet-cv-splade/config.yaml
-    IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/python benchmarks/recipe_search/splade_trained.py \\
+    IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/python benchmarks/recipe_search/other_lists.py \\
         --json benchmarks/results/recipe_search/splade_trained_mpnet_e1.json
+    IR_DATASETS_HOME=$PWD/out/ir_datasets .venv/bin/python benchmarks/recipe_search/other_lists.py \\
+        --trained all-five=out/mpnet-cv-all5 --json benchmarks/results/recipe_search/all_five_trained_mpnet_e1.json
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ def bm25_students_on_splade(bm25_out: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bm25-trained", type=Path, default=Path("out/mpnet-cv"))
-    parser.add_argument("--splade-trained", type=Path, default=Path("out/mpnet-cv-splade"))
+    parser.add_argument("--trained", default="SPLADE++=out/mpnet-cv-splade", metavar="LABEL=DIR",
+                        help="the pipeline output whose students were trained on other lists, and what they were")
     parser.add_argument("--zero-shot-from", type=Path, default=Path("out/mpnet-cv-e3"))
     parser.add_argument("--out", type=Path, default=Path("out/mpnet-cv-on-splade"))
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
+    label, trained = args.trained.split("=", 1)
+    other = f"{label}-trained student"
     args.out.mkdir(parents=True, exist_ok=True)
     qrels_all = read_qrels(DATA / "qrels.txt")
     result: dict = {}
@@ -66,16 +72,16 @@ def main() -> None:
         runs = {"first stage": first, "teacher": read_run(DATA / teacher_file),
                 "zero-shot": read_run(args.zero_shot_from / "eval" / "cv" / name / "zero-shot" / "teacher.run"),
                 "BM25-trained student": bm25_trained,
-                "SPLADE++-trained student": read_run(args.splade_trained / "eval" / "cv" / name / "student.run")}
+                other: read_run(Path(trained) / "eval" / "cv" / name / "student.run")}
         values = {label: per_query(run, qrels) for label, run in runs.items()}
         qs = sorted(qrels)
         result[name] = {"ndcg10": {k: float(np.mean([v[q] for q in qs])) for k, v in values.items()},
-                        "SPLADE++-trained vs": {b: paired(values["SPLADE++-trained student"], values[b])
+                        f"{label}-trained vs": {b: paired(values[other], values[b])
                                                 for b in ("BM25-trained student", "zero-shot", "first stage")},
                         "BM25-trained vs zero-shot": paired(values["BM25-trained student"], values["zero-shot"])}
         print(f"{name} ({len(qs)} q): " + ", ".join(f"{k} {v:.4f}" for k, v in result[name]["ndcg10"].items()))
-        print("  SPLADE++-trained vs " + "; ".join(f"{k}: {t['delta']:+.4f} (p = {t['p']:.3f})"
-                                                  for k, t in result[name]["SPLADE++-trained vs"].items()))
+        print(f"  {label}-trained vs " + "; ".join(f"{k}: {t['delta']:+.4f} (p = {t['p']:.3f})"
+                                                  for k, t in result[name][f"{label}-trained vs"].items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"written to {args.json}")
