@@ -14,7 +14,6 @@ it shows whether the gain is the teacher's or BM25's).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from rankdistill.evaluation.significance import holm
 from rankdistill.reranking.fusion import fuse_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, DEPTH, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, DEPTH, paired, per_query, recipe_parser  # noqa: E402  (the recipe_search scripts' one nDCG@10 per query, paired test and arguments)
 
 WEIGHT = 0.2  # fixed 2026-12-02 in effectiveness_dl20.py's FUSIONS, on MiniLM's zero-shot row
 
@@ -49,12 +48,9 @@ def rows(first: dict, zero: dict, students: dict[str, dict], qrels: dict, teache
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders of one recipe, other fold "
-                        "seeds; the first holds the zero-shot row")
+    parser = recipe_parser(__doc__)
     parser.add_argument("--heldback", type=Path, help="the held-back pipeline's output folder (student on all 54 q)")
     parser.add_argument("--sets", nargs="+", default=["noveleval", "vaswani", "cacm", "cisi"])
-    parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     result: dict = {"weight": WEIGHT, "dl20": {}, "heldback": {}}
 

@@ -15,7 +15,6 @@ so a rerun skips what is done.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,16 +28,15 @@ from rankdistill.reranking.fusion import fuse_runs
 from rankdistill.reranking.reranker import rerank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DEPTH, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DEPTH, paired, per_query, recipe_parser  # noqa: E402  (the recipe_search scripts' one nDCG@10 per query, paired test and arguments)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = recipe_parser(__doc__, outputs=None)
     parser.add_argument("students", nargs="+", type=Path, help="student model folders (two or more)")
     parser.add_argument("--heldback", type=Path, required=True, help="the held-back pipeline's output folder")
     parser.add_argument("--out", type=Path, required=True, help="where each student's runs are kept")
     parser.add_argument("--sets", nargs="+", default=["noveleval", "vaswani", "cacm", "cisi"])
-    parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     config = json.loads((args.heldback / "config.json").read_text())
     datasets = {s["name"]: s["dataset"] for s in config["evaluate"]["sets"]}

@@ -15,7 +15,6 @@ SPLADE++ top-100 (kept under --out; a rerun skips them); then every student is c
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,7 +26,7 @@ from rankdistill.data.trec import read_qrels, read_run, write_run
 from rankdistill.reranking.reranker import rerank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, DEPTH, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, DEPTH, paired, per_query, recipe_parser  # noqa: E402  (the recipe_search scripts' one nDCG@10 per query, paired test and arguments)
 
 DATASET = "irds:msmarco-passage/trec-dl-2020/judged"
 
@@ -50,13 +49,12 @@ def bm25_students_on_splade(bm25_out: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = recipe_parser(__doc__, outputs=None)
     parser.add_argument("--bm25-trained", type=Path, default=Path("out/mpnet-cv"))
     parser.add_argument("--trained", default="SPLADE++=out/mpnet-cv-splade", metavar="LABEL=DIR",
                         help="the pipeline output whose students were trained on other lists, and what they were")
     parser.add_argument("--zero-shot-from", type=Path, default=Path("out/mpnet-cv-e3"))
     parser.add_argument("--out", type=Path, default=Path("out/mpnet-cv-on-splade"))
-    parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     label, trained = args.trained.split("=", 1)
     other = f"{label}-trained student"

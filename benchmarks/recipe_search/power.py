@@ -11,7 +11,6 @@ deviation), and the number of queries at which the observed difference would be 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -24,7 +23,7 @@ from scipy.stats import nct, t
 from rankdistill.data.trec import read_qrels, read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, paired, per_query, recipe_parser  # noqa: E402  (the recipe_search scripts' one nDCG@10 per query, paired test and arguments)
 
 SETS = {"bm25-top100": ("bm25-top100.run", "rankvicuna-7b.run"),
         "splade-pp-ed": ("splade-pp-ed-top100.run", "rankvicuna-7b-splade-pp-ed.run")}
@@ -68,10 +67,7 @@ def row(a: dict[str, float], b: dict[str, float]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders of one recipe, other fold "
-                        "seeds; the first holds the zero-shot row")
-    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser = recipe_parser(__doc__)
     args = parser.parse_args()
     qrels_all = read_qrels(DATA / "qrels.txt")
     result: dict = {}

@@ -55,6 +55,17 @@ def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return {"delta": float(x.mean() - y.mean()), "p": paired_p_value(x, y)}
 
 
+def recipe_parser(doc: str, outputs: str | None = "pipeline output folders of one recipe, other fold seeds; the first "
+                  "holds the zero-shot row") -> argparse.ArgumentParser:
+    """The arguments the recipe_search scripts share: the pipeline outputs they read (when ``outputs`` is their help)
+    and ``--json``, where every figure is written."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if outputs:
+        parser.add_argument("outputs", nargs="+", type=Path, help=outputs)
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    return parser
+
+
 def agreement(a: dict, b: dict, qids: list[str]) -> dict[str, float]:
     """How alike two students rank: mean Kendall tau of their scores of each query's top ``DEPTH``, top-10 overlap."""
     taus, overlaps = [], []
@@ -67,9 +78,7 @@ def agreement(a: dict, b: dict, qids: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders (same folds, other seeds)")
-    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser = recipe_parser(__doc__, "pipeline output folders (same folds, other seeds)")
     parser.add_argument("--zero-shot-from", type=Path, help="output whose zero-shot row to use (default: the first; the "
                         "untrained backbone scores each query alike in every split)")
     parser.add_argument("--set", action="append", metavar="NAME=RUN", help="candidate set NAME of the outputs and its "

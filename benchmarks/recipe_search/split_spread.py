@@ -10,7 +10,6 @@ alone, then the values are averaged).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from rankdistill.data.trec import read_qrels, read_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_ensemble import DATA, paired, per_query  # noqa: E402  (one nDCG@10-per-query for the recipe_search scripts)
+from seed_ensemble import DATA, paired, per_query, recipe_parser  # noqa: E402  (the recipe_search scripts' one nDCG@10 per query, paired test and arguments)
 
 SETS = {"bm25-top100": "bm25-top100.run", "splade-pp-ed": "splade-pp-ed-top100.run"}
 
@@ -31,10 +30,7 @@ def compare(a: dict[str, float], b: dict[str, float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outputs", nargs="+", type=Path, help="pipeline output folders of one recipe, other fold seeds; "
-                        "the first holds the zero-shot row")
-    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser = recipe_parser(__doc__)
     args = parser.parse_args()
     qrels_all = read_qrels(DATA / "qrels.txt")
     result: dict = {}
