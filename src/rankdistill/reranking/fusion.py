@@ -29,7 +29,7 @@ def check_weight(weight: float, what: str = "fuse_first_stage") -> float:
     return weight
 
 
-def _z(values: list[float]) -> np.ndarray:
+def _z(values: Sequence[float]) -> np.ndarray:
     """(v - mean) / std over one query's scores (population std); all-equal scores become zeros."""
     v = np.asarray(values, dtype=float)
     std = v.std()
@@ -38,8 +38,7 @@ def _z(values: list[float]) -> np.ndarray:
 
 def _z_sum(columns: Sequence[Sequence[float]], weights: Sequence[float]) -> np.ndarray:
     """sum_i weights[i] * z(columns[i]): the one fused score of both fusions below (columns aligned by document)."""
-    return sum((w * _z([float(x) for x in column]) for w, column in zip(weights, columns)),
-               start=np.zeros(len(columns[0])))
+    return sum(w * _z(column) for w, column in zip(weights, columns))
 
 
 def fuse_with_first_stage(model: list[tuple[str, float]], first_stage: list[tuple[str, float]],

@@ -12,7 +12,7 @@ from rankdistill.errors import RankdistillError
 from rankdistill.teacher.outputs import describe_spend
 from rankdistill.workflow.config import RERANKED_SYSTEMS, FirstStageConfig, TeacherConfig
 from rankdistill.workflow.manifest import Stage
-from rankdistill.workflow.steps import StepRunner, check_file, dump_options
+from rankdistill.workflow.steps import StepRunner, check_file
 
 
 def first_stage_name(cfg: FirstStageConfig) -> str:
@@ -47,7 +47,7 @@ def first_stage_run(r: StepRunner, name: str, dataset: str, cfg: FirstStageConfi
         r.run(stage, copy_scoreddocs)
         return out
     out = folder / "bm25.run"
-    stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, **dump_options(cfg.bm25)}, [], [out])
+    stage = Stage(f"retrieve:{name}", "retrieve", {"dataset": dataset, **cfg.bm25.model_dump(mode="json")}, [], [out])
 
     def action():
         from rankdistill.bm25 import retrieve
@@ -68,7 +68,7 @@ def teacher_run(r: StepRunner, name: str, dataset: str, first_stage: Path, cfg: 
     folder = folder or r.root / name / "teacher"
     out = folder / "teacher.run"
     inputs = [first_stage] + ([cfg.replay_file] if cfg.replay_file else [])
-    stage = Stage(f"teach:{name}", "teach", {"dataset": dataset, **dump_options(cfg)}, inputs, [out])
+    stage = Stage(f"teach:{name}", "teach", {"dataset": dataset, **cfg.model_dump(mode="json")}, inputs, [out])
 
     def action():
         from rankdistill.teacher.teach import teach

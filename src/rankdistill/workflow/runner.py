@@ -32,7 +32,7 @@ from rankdistill.workflow.eval_steps import (
 from rankdistill.workflow.input_steps import first_stage_name, first_stage_run, teacher_run
 from rankdistill.workflow.launch import refuse_launcher
 from rankdistill.workflow.manifest import Stage
-from rankdistill.workflow.steps import STAGE_KINDS, EventHandler, PipelineResult, StepRunner, check_dataset
+from rankdistill.workflow.steps import STAGE_KINDS, EventHandler, PipelineResult, StepRunner
 from rankdistill.workflow.train_steps import train_shared, train_sources, train_student
 
 # the public names of the former ``rankdistill.workflow`` module (``rankdistill.workflow.X`` still finds them here)
@@ -68,9 +68,9 @@ def _run_stages(r: StepRunner) -> PipelineResult:
             handle.write(json.dumps(config.model_dump(mode="json"), indent=2))
     tcfg = config.train
     if dry_run:
-        check_dataset(r, "train.dataset", tcfg.dataset)
+        _check_dataset(r, "train.dataset", tcfg.dataset)
         for s in config.evaluate.sets:
-            check_dataset(r, f"evaluate.sets.{s.name}.dataset", s.dataset)
+            _check_dataset(r, f"evaluate.sets.{s.name}.dataset", s.dataset)
     sources = train_sources(r, tcfg)
     if sources:  # the first source's runs give the query ids; every source is a candidate set (cv_candidates)
         train_fs, train_teacher = sources[0].first_stage, sources[0].teacher
@@ -88,7 +88,7 @@ def _run_stages(r: StepRunner) -> PipelineResult:
     if own_data and dry_run:
         for s in tcfg.stages:
             if s.data is not None:
-                check_dataset(r, f"train.stages.{s.name}.data.dataset", s.data.dataset)
+                _check_dataset(r, f"train.stages.{s.name}.data.dataset", s.data.dataset)
     shared = train_shared(r, excluded)
     if ev.cross_validation:
         splits = folds_of(qids, ev.cross_validation, config.seed) if not dry_run else [[]] * ev.cross_validation
@@ -119,6 +119,17 @@ def _run_stages(r: StepRunner) -> PipelineResult:
         for s in ev.sets:
             r.result.metrics[s.name] = evaluate_set(r, s, model)
     return r.result
+
+
+def _check_dataset(r: StepRunner, key: str, dataset: str) -> None:
+    """Dry runs check ir_datasets ids against its registry (no download) and folders for existence."""
+    if dataset.startswith("irds:"):
+        import ir_datasets
+
+        if dataset[5:] not in ir_datasets.registry:
+            raise RankdistillError(f"{key}: unknown ir_datasets id {dataset[5:]!r}")
+    elif not Path(dataset).is_dir():
+        raise RankdistillError(f"{key}: {dataset} is neither irds:<id> nor a folder")
 
 
 def pipeline(config: str | Path | PipelineConfig, *, from_stage: str | None = None, dry_run: bool = False,

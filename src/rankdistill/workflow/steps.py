@@ -113,10 +113,6 @@ def _cost(saved: dict[str, Any]) -> dict[str, float]:
     return {"seconds": seconds, "cpu_seconds": float(saved.get("cpu_seconds", seconds))}
 
 
-def dump_options(model) -> Any:
-    return model.model_dump(mode="json") if model is not None else None
-
-
 def check_file(r: StepRunner, key: str, path: Path) -> None:
     if path.is_file():
         return
@@ -125,17 +121,6 @@ def check_file(r: StepRunner, key: str, path: Path) -> None:
         r.missing.append(str(path))
         return
     raise RankdistillError(f"{key}: {path} does not exist")
-
-
-def check_dataset(r: StepRunner, key: str, dataset: str) -> None:
-    """Dry runs check ir_datasets ids against its registry (no download) and folders for existence."""
-    if dataset.startswith("irds:"):
-        import ir_datasets
-
-        if dataset[5:] not in ir_datasets.registry:
-            raise RankdistillError(f"{key}: unknown ir_datasets id {dataset[5:]!r}")
-    elif not Path(dataset).is_dir():
-        raise RankdistillError(f"{key}: {dataset} is neither irds:<id> nor a folder")
 
 
 def subset_run(path: Path, qids: list[str] | None, out: Path) -> Path:
